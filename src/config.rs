@@ -1,0 +1,168 @@
+//! Settings, layered as CONTRACT §9 says: built-in defaults, then
+//! `config/default.toml` (or `--config FILE`), then `SMSGATE__SECTION__KEY`
+//! environment variables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file read when `--config` is not given (if it exists).
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub policy: PolicySettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
+    pub pipeline: PipelineSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Static membership: a stable id per instance (e.g. a pod name).
+    pub group_instance_id: Option<String>,
+    /// How long start-up may wait for the broker before giving up.
+    pub startup_timeout_secs: u64,
+    /// librdkafka properties passed through (security.protocol, sasl.*, ssl.*).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Topics {
+    pub outbound: String,
+    pub consent: String,
+    pub inbound: String,
+    pub approved: String,
+    pub quarantine: String,
+    pub deferred: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PolicySettings {
+    /// Sender registry (CONTRACT §5); required by `run`.
+    pub senders: Option<PathBuf>,
+    /// Directory of policy packs; unset uses the packs built into the binary.
+    pub packs: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `smsgate=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineSettings {
+    /// Records in flight (decided, not yet acknowledged) before consuming pauses.
+    pub max_in_flight: usize,
+    /// How long a revoked partition or a shutdown may take to drain.
+    pub drain_timeout_secs: u64,
+    /// How often stored offsets are committed.
+    pub commit_interval_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("kafka.brokers", "127.0.0.1:9092"),
+    ("kafka.group_id", "smsgate"),
+    ("kafka.startup_timeout_secs", "30"),
+    ("topics.outbound", "sms.outbound"),
+    ("topics.consent", "sms.consent"),
+    ("topics.inbound", "sms.inbound"),
+    ("topics.approved", "sms.approved"),
+    ("topics.quarantine", "sms.quarantine"),
+    ("topics.deferred", "sms.deferred"),
+    ("metrics.listen", "127.0.0.1:9898"),
+    ("log.format", "pretty"),
+    ("log.level", "info"),
+    ("pipeline.max_in_flight", "10000"),
+    ("pipeline.drain_timeout_secs", "20"),
+    ("pipeline.commit_interval_ms", "1000"),
+];
+
+impl Settings {
+    /// Loads settings. With `file = None`, `config/default.toml` is read when
+    /// it exists; a named file must exist.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in DEFAULTS {
+            builder = builder
+                .set_default(*key, *value)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Missing(path.display().to_string()));
+                }
+                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+            None => {
+                let path = Path::new(DEFAULT_CONFIG_FILE);
+                if path.exists() {
+                    builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                }
+            }
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SMSGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers is empty");
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return bad("kafka.group_id is empty");
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            return bad("log.format must be \"pretty\" or \"json\"");
+        }
+        if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("metrics.listen must be an address such as 127.0.0.1:9898");
+        }
+        if self.pipeline.max_in_flight == 0 {
+            return bad("pipeline.max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The policy source these settings name, plus extra registries.
+    pub fn policy_source(&self, extra_senders: &[PathBuf]) -> crate::policy::PolicySource {
+        crate::policy::PolicySource {
+            senders: self.policy.senders.iter().chain(extra_senders).cloned().collect(),
+            packs: self.policy.packs.clone(),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The outbound SMS event (CONTRACT §2): parsing and validation.
+//!
+//! Parsing never fails the caller: bad input becomes a [`Malformed`] value
+//! whose detail names every bad field, and the pipeline quarantines it with
+//! reason `malformed`. Nothing here panics on any byte sequence.
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Values larger than this are quarantined without being parsed.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Body length limit in characters (CONTRACT §2).
+pub const MAX_BODY_CHARS: usize = 2000;
+/// `message_id` length limit in characters.
+pub const MAX_MESSAGE_ID_CHARS: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Marketing,
+    Notification,
+    Otp,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Marketing => "marketing",
+            Category::Notification => "notification",
+            Category::Otp => "otp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        match s {
+            "marketing" => Some(Category::Marketing),
+            "notification" => Some(Category::Notification),
+            "otp" => Some(Category::Otp),
+            _ => None,
+        }
+    }
+}
+
+/// What the upstream system knows about the recipient; each field overrides
+/// what the number implies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipient {
+    pub age: Option<u32>,
+    pub student: Option<bool>,
+    /// ISO 3166-2, e.g. `US-FL`.
+    pub region: Option<String>,
+    /// IANA zone, already checked to be a known zone.
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+/// A validated outbound event. Only well-formed events reach the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSms {
+    pub message_id: String,
+    pub created_at: DateTime<FixedOffset>,
+    /// E.164, checked: `+`, a non-zero digit, 7–14 more digits.
+    pub to: String,
+    pub sender: String,
+    pub category: Category,
+    pub body: String,
+    pub campaign_id: Option<String>,
+    pub subject: Option<String>,
+    pub template_id: Option<String>,
+    pub recipient: Recipient,
+    /// `targeting.personalized`; absent counts as false.
+    pub personalized: bool,
+}
+
+impl OutboundSms {
+    /// The "same subject" key for frequency caps: `subject`, else
+    /// `campaign_id`, else `sender` (CONTRACT §2).
+    pub fn subject_key(&self) -> &str {
+        self.subject
+            .as_deref()
+            .or(self.campaign_id.as_deref())
+            .unwrap_or(&self.sender)
+    }
+}
+
+/// Why an input could not be read as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The `message_id` when the input was an object holding a string one.
+    pub message_id: Option<String>,
+    /// Human-readable, names every bad field; never holds the body.
+    pub detail: String,
+}
+
+/// Fields as they arrive; typed checks happen in [`parse`] so that every bad
+/// field is reported, not only the first serde stumbles on.
+#[derive(Deserialize)]
+struct Raw {
+    message_id: Option<Value>,
+    created_at: Option<Value>,
+    to: Option<Value>,
+    sender: Option<Value>,
+    category: Option<Value>,
+    body: Option<Value>,
+    campaign_id: Option<Value>,
+    subject: Option<Value>,
+    template_id: Option<Value>,
+    recipient: Option<Value>,
+    targeting: Option<Value>,
+}
+
+/// True for `+`, a non-zero digit, then 7–14 more digits (CONTRACT §10).
+pub fn is_e164(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 9
+        && b.len() <= 16
+        && b[0] == b'+'
+        && (b'1'..=b'9').contains(&b[1])
+        && b[2..].iter().all(u8::is_ascii_digit)
+}
+
+/// Parses and validates one record value.
+pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
+    let fail = |detail: String| Malformed {
+        message_id: None,
+        detail,
+    };
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(fail(format!(
+            "value is {} bytes, over the {} byte limit",
+            bytes.len(),
+            MAX_EVENT_BYTES
+        )));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| fail(format!("not UTF-8: invalid byte at offset {}", e.valid_up_to())))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(fail(format!("not a JSON object but {}", kind(&value))));
+    }
+    let raw: Raw = serde_json::from_value(value)
+        .map_err(|e| fail(format!("unreadable object: {e}")))?;
+    validate(raw)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Collects problems field by field.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, field: &str, what: impl std::fmt::Display) {
+        self.0.push(format!("{field}: {what}"));
+    }
+
+    /// A required string field.
+    fn required_str(&mut self, field: &str, v: Option<Value>) -> Option<String> {
+        match v {
+            None => {
+                self.push(field, "missing");
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.push(field, format_args!("expected a string, got {}", kind(&other)));
+                None
+            }
+        }
+    }
+
+    /// An optional string field; null counts as absent.
+    fn optional_str(&mut self, field: &str, v: Option<Value>) -> Option<String> {
+        match v {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.push(field, format_args!("expected a string, got {}", kind(&other)));
+                None
+            }
+        }
+    }
+}
+
+fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
+    let mut p = Problems::default();
+
+    let message_id = p.required_str("message_id", raw.message_id);
+    let id_for_error = message_id.clone();
+    let message_id = message_id.filter(|id| {
+        let n = id.chars().count();
+        let ok = (1..=MAX_MESSAGE_ID_CHARS).contains(&n);
+        if !ok {
+            p.push("message_id", format_args!("must be 1–128 characters, got {n}"));
+        }
+        ok
+    });
+
+    let created_at = p.required_str("created_at", raw.created_at).and_then(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map_err(|e| p.push("created_at", format_args!("not an RFC 3339 time ({e})")))
+            .ok()
+    });
+
+    let to = p.required_str("to", raw.to).filter(|to| {
+        let ok = is_e164(to);
+        if !ok {
+            p.push("to", "not an E.164 number (+ then 8–15 digits)");
+        }
+        ok
+    });
+
+    let sender = p.required_str("sender", raw.sender).filter(|s| {
+        let ok = !s.is_empty() && s.chars().count() <= 128;
+        if !ok {
+            p.push("sender", "must be 1–128 characters");
+        }
+        ok
+    });
+
+    let category = p.required_str("category", raw.category).and_then(|c| {
+        let parsed = Category::parse(&c);
+        if parsed.is_none() {
+            p.push(
+                "category",
+                "must be \"marketing\", \"notification\" or \"otp\"",
+            );
+        }
+        parsed
+    });
+
+    let body = p.required_str("body", raw.body).filter(|b| {
+        let n = b.chars().count();
+        let ok = (1..=MAX_BODY_CHARS).contains(&n);
+        if !ok {
+            p.push("body", format_args!("must be 1–2000 characters, got {n}"));
+        }
+        ok
+    });
+
+    let campaign_id = p.optional_str("campaign_id", raw.campaign_id);
+    let subject = p.optional_str("subject", raw.subject);
+    let template_id = p.optional_str("template_id", raw.template_id);
+    let recipient = parse_recipient(&mut p, raw.recipient);
+    let personalized = parse_targeting(&mut p, raw.targeting);
+
+    match (message_id, created_at, to, sender, category, body) {
+        (Some(message_id), Some(created_at), Some(to), Some(sender), Some(category), Some(body))
+            if p.0.is_empty() =>
+        {
+            Ok(OutboundSms {
+                message_id,
+                created_at,
+                to,
+                sender,
+                category,
+                body,
+                campaign_id,
+                subject,
+                template_id,
+                recipient,
+                personalized,
+            })
+        }
+        _ => Err(Malformed {
+            message_id: id_for_error,
+            detail: p.0.join("; "),
+        }),
+    }
+}
+
+fn parse_recipient(p: &mut Problems, v: Option<Value>) -> Recipient {
+    let mut r = Recipient::default();
+    let map = match v {
+        None => return r,
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            p.push("recipient", format_args!("expected an object, got {}", kind(&other)));
+            return r;
+        }
+    };
+    for (key, value) in map {
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "age" => match value.as_u64() {
+                Some(age) if age <= 150 => r.age = Some(age as u32),
+                _ => p.push("recipient.age", "expected an integer from 0 to 150"),
+            },
+            "student" => match value.as_bool() {
+                Some(b) => r.student = Some(b),
+                None => p.push("recipient.student", "expected a boolean"),
+            },
+            "region" => match value.as_str() {
+                Some(s) if is_iso_3166_2(s) => r.region = Some(s.to_string()),
+                _ => p.push("recipient.region", "expected an ISO 3166-2 code such as US-FL"),
+            },
+            "timezone" => match value.as_str().and_then(|s| s.parse::<chrono_tz::Tz>().ok()) {
+                Some(tz) => r.timezone = Some(tz),
+                None => p.push("recipient.timezone", "expected an IANA time zone name"),
+            },
+            _ => {}
+        }
+    }
+    r
+}
+
+fn parse_targeting(p: &mut Problems, v: Option<Value>) -> bool {
+    match v {
+        None => false,
+        Some(Value::Object(map)) => match map.get("personalized") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                p.push("targeting.personalized", "expected a boolean");
+                false
+            }
+        },
+        Some(other) => {
+            p.push("targeting", format_args!("expected an object, got {}", kind(&other)));
+            false
+        }
+    }
+}
+
+/// `CC-XXX`: two letters, a dash, 1–3 letters or digits.
+fn is_iso_3166_2(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 4
+        && b.len() <= 6
+        && b[0].is_ascii_uppercase()
+        && b[1].is_ascii_uppercase()
+        && b[2] == b'-'
+        && b[3..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"message_id":"m-1","created_at":"2026-11-28T09:30:00+08:00","to":"+8613812345678","sender":"huinong-credit","category":"marketing","body":"hi","recipient":{"age":41,"student":false,"region":"CN-BJ","timezone":"Asia/Shanghai"},"targeting":{"personalized":true},"extra":1}"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let e = parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(e.message_id, "m-1");
+        assert_eq!(e.recipient.age, Some(41));
+        assert_eq!(e.recipient.timezone, Some(chrono_tz::Asia::Shanghai));
+        assert!(e.personalized);
+        assert_eq!(e.subject_key(), "huinong-credit");
+    }
+
+    #[test]
+    fn names_every_bad_field() {
+        let m = parse(br#"{"message_id":"m-2","to":"13812345678","category":"spam","body":""}"#)
+            .unwrap_err();
+        assert_eq!(m.message_id.as_deref(), Some("m-2"));
+        for field in ["created_at", "to", "sender", "category", "body"] {
+            assert!(m.detail.contains(field), "{field} missing from {}", m.detail);
+        }
+    }
+
+    #[test]
+    fn not_json_not_object_not_utf8_oversized() {
+        assert!(parse(b"{").unwrap_err().detail.starts_with("not JSON"));
+        let m = parse(b"[1]").unwrap_err();
+        assert!(m.detail.contains("not a JSON object") && m.message_id.is_none());
+        assert!(parse(b"\xff\xfe").unwrap_err().detail.starts_with("not UTF-8"));
+        let big = vec![b' '; MAX_EVENT_BYTES + 1];
+        assert!(parse(&big).unwrap_err().detail.contains("byte limit"));
+    }
+
+    #[test]
+    fn null_optional_fields_are_absent() {
+        let s = GOOD.replace(r#""age":41"#, r#""age":null"#);
+        assert_eq!(parse(s.as_bytes()).unwrap().recipient.age, None);
+        let s = GOOD.replace(r#""message_id":"m-1""#, r#""message_id":null"#);
+        assert!(parse(s.as_bytes()).unwrap_err().detail.contains("message_id: missing"));
+    }
+
+    #[test]
+    fn e164_rule() {
+        assert!(is_e164("+12125551234"));
+        assert!(is_e164("+86138123456"));
+        assert!(!is_e164("+0123456789"));
+        assert!(!is_e164("+1234567"));
+        assert!(!is_e164("+1234567890123456"));
+    }
+}

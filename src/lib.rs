@@ -1,0 +1,21 @@
+//! smsgate: a compliance gate for outbound SMS on Kafka.
+//!
+//! - [`event`] parses and validates outbound events; bad input becomes a
+//!   `malformed` value, never a panic.
+//! - [`consent`] is the consent record of the contract.
+//! - [`decision`] is what the gate decided and its JSON forms.
+//! - [`policy`] is the pure decision function and the packs it runs.
+//! - [`state`] holds what the policy reads: consent, caps, duplicates.
+//! - [`check`] is the offline `smsgate check` command.
+//! - [`config`] layers defaults, file and environment.
+//! - [`mask`] masks phone numbers for logs.
+
+pub mod check;
+pub mod config;
+pub mod consent;
+pub mod decision;
+pub mod event;
+pub mod mask;
+pub mod metrics;
+pub mod policy;
+pub mod state;

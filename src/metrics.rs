@@ -1,0 +1,26 @@
+//! Metric names, in one place. The pipeline registers and updates them
+//! through intent-named functions; dashboards and alerts use these names.
+//! Labels are bounded: outcome, reason code, topic role, partition number.
+
+pub const EVENTS_CONSUMED: &str = "smsgate_events_consumed_total"; // {topic}
+pub const DECISIONS: &str = "smsgate_decisions_total"; // {outcome}
+pub const REASONS: &str = "smsgate_reasons_total"; // {code}
+pub const PRODUCED: &str = "smsgate_produced_total"; // {topic}
+pub const PRODUCE_ERRORS: &str = "smsgate_produce_errors_total"; // {topic}
+pub const PROCESSING_SECONDS: &str = "smsgate_processing_seconds"; // histogram, poll → decision
+pub const END_TO_END_SECONDS: &str = "smsgate_end_to_end_seconds"; // histogram, poll → delivery ack
+pub const IN_FLIGHT: &str = "smsgate_in_flight"; // gauge
+pub const CONSUMER_LAG: &str = "smsgate_consumer_lag"; // gauge {partition}
+pub const COMMITS: &str = "smsgate_commits_total"; // {result}
+pub const REBALANCES: &str = "smsgate_rebalances_total"; // {kind}
+pub const CONSENT_RECORDS: &str = "smsgate_consent_records_total"; // counter, applied
+pub const CONSENT_IGNORED: &str = "smsgate_consent_ignored_total"; // {reason}
+pub const CONSENT_RECIPIENTS: &str = "smsgate_consent_recipients"; // gauge
+pub const POLICY_INFO: &str = "smsgate_policy_info"; // gauge = 1 {version}
+pub const POLICY_RELOAD_FAILURES: &str = "smsgate_policy_reload_failures_total";
+pub const READY: &str = "smsgate_ready"; // gauge 0/1
+pub const BROKER_UP: &str = "smsgate_broker_up"; // gauge 0/1
+pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // histogram
+pub const STATE_RESTORE_SECONDS: &str = "smsgate_state_restore_seconds"; // histogram {store}
+pub const DEFERRED_HELD: &str = "smsgate_deferred_held"; // gauge
+pub const NON_RECIPIENT_KEYS: &str = "smsgate_non_recipient_keys_total";
