@@ -11,7 +11,11 @@ use smsgate::policy::Policy;
 use smsgate::state::MemoryState;
 
 #[derive(Parser)]
-#[command(name = "smsgate", version, about = "Compliance gate for outbound SMS on Kafka")]
+#[command(
+    name = "smsgate",
+    version,
+    about = "Compliance gate for outbound SMS on Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +26,18 @@ enum Command {
     /// Run the gate until SIGTERM/SIGINT.
     Run {
         /// Configuration file (default: config/default.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the gate on an in-process mock Kafka with generated events.
+    Demo {
+        /// Outbound events to generate.
+        #[arg(long, default_value_t = 5000)]
+        events: u64,
+        /// Stop after this many seconds even if not every event is decided.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Configuration file (log, metrics and topic settings).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -58,9 +74,17 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
             };
-            let _ = settings;
-            fail(1, "run: not implemented yet")
+            run(settings)
         }
+        Command::Demo {
+            events,
+            duration,
+            config,
+        } => demo(smsgate::demo::DemoOptions {
+            events,
+            duration: std::time::Duration::from_secs(duration),
+            config,
+        }),
         Command::Check {
             config,
             senders,
@@ -88,6 +112,62 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &e.to_string()),
             }
         }
+    }
+}
+
+/// `smsgate run`: exit 0 after a clean stop, 2 for configuration, 1 otherwise.
+fn run(settings: Settings) -> ExitCode {
+    if settings.policy.senders.is_none() {
+        return fail(
+            EXIT_CONFIG,
+            "invalid configuration: policy.senders is not set (run needs a sender registry)",
+        );
+    }
+    let policy = match Policy::load(&settings.policy_source(&[])) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    if let Err(e) = smsgate::logging::init(&settings.log) {
+        return fail(EXIT_CONFIG, &e.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = smsgate::pipeline::Shutdown::new();
+        tokio::spawn(shutdown.clone().on_signals());
+        smsgate::pipeline::run(settings, policy, shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
+    }
+}
+
+/// `smsgate demo`: exit 0 when it ran (finished or cut at --duration).
+fn demo(opts: smsgate::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let mut out = std::io::stdout();
+        smsgate::demo::run(opts, &mut out).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
     }
 }
 
