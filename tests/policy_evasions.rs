@@ -11,7 +11,11 @@ use smsgate::state::MemoryState;
 
 fn policy() -> &'static Policy {
     static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
-    POLICY.get_or_init(|| Policy::with_registry(Registry::parse(include_str!("../config/senders.example.toml")).unwrap()))
+    POLICY.get_or_init(|| {
+        Policy::with_registry(
+            Registry::parse(include_str!("../config/senders.example.toml")).unwrap(),
+        )
+    })
 }
 
 fn decide(to: &str, sender: &str, category: &str, body: &str) -> Decision {
@@ -38,23 +42,57 @@ fn spaced_zero_width_and_full_width_claims_are_caught() {
         "【惠农信贷】经营贷 １００％下款，年化7.2%",
     ] {
         let d = cn_note(body);
-        assert!(d.has(ReasonCode::ProhibitedClaim), "{body:?}: {:?}", d.reasons);
+        assert!(
+            d.has(ReasonCode::ProhibitedClaim),
+            "{body:?}: {:?}",
+            d.reasons
+        );
     }
-    let d = decide("+12125551234", "acme-lending", "notification", "Acme: loans with ｇｕａｒａｎｔｅｅｄ ａｐｐｒｏｖａｌ, 9% APR");
+    let d = decide(
+        "+12125551234",
+        "acme-lending",
+        "notification",
+        "Acme: loans with ｇｕａｒａｎｔｅｅｄ ａｐｐｒｏｖａｌ, 9% APR",
+    );
     assert!(d.has(ReasonCode::ProhibitedClaim), "{:?}", d.reasons);
-    let d = decide("+12125551234", "acme-lending", "notification", "Acme: loans, g u a r a n t e e d approval, 9% APR");
+    let d = decide(
+        "+12125551234",
+        "acme-lending",
+        "notification",
+        "Acme: loans, g u a r a n t e e d approval, 9% APR",
+    );
     assert!(d.has(ReasonCode::ProhibitedClaim), "{:?}", d.reasons);
 }
 
 #[test]
 fn evasions_of_other_lists_are_caught() {
-    let d = decide("+8613812345678", "jinyun-mall", "notification", "【金云商城】您的支\u{200b}付\u{200c}宝账户异常");
+    let d = decide(
+        "+8613812345678",
+        "jinyun-mall",
+        "notification",
+        "【金云商城】您的支\u{200b}付\u{200c}宝账户异常",
+    );
     assert!(d.has(ReasonCode::Impersonation), "{:?}", d.reasons);
-    let d = decide("+8613812345678", "jinyun-mall", "otp", "【金云商城】验证码 482913。限 时 优 惠");
+    let d = decide(
+        "+8613812345678",
+        "jinyun-mall",
+        "otp",
+        "【金云商城】验证码 482913。限 时 优 惠",
+    );
     assert!(d.has(ReasonCode::CategoryMismatch), "{:?}", d.reasons);
-    let d = decide("+8613812345678", "jinyun-mall", "notification", "【金云商城】详询 ｂｉｔ．ｌｙ／ｘ");
+    let d = decide(
+        "+8613812345678",
+        "jinyun-mall",
+        "notification",
+        "【金云商城】详询 ｂｉｔ．ｌｙ／ｘ",
+    );
     assert!(d.has(ReasonCode::UrlShortener), "{:?}", d.reasons);
-    let d = decide("+12125551234", "sunny-shop", "marketing", "Sunny: ｗｉｎｅ night. Reply STOP to opt out");
+    let d = decide(
+        "+12125551234",
+        "sunny-shop",
+        "marketing",
+        "Sunny: ｗｉｎｅ night. Reply STOP to opt out",
+    );
     assert!(d.has(ReasonCode::Shaft), "{:?}", d.reasons);
 }
 
@@ -69,7 +107,12 @@ fn ordinary_text_with_those_characters_is_not_flagged() {
         let d = cn_note(body);
         assert_eq!(d.outcome, Outcome::Approve, "{body:?}: {:?}", d.reasons);
     }
-    let d = decide("+12125551234", "sunny-shop", "notification", "Sunny Shop: your order A B C shipped; the swine flu article is out");
+    let d = decide(
+        "+12125551234",
+        "sunny-shop",
+        "notification",
+        "Sunny Shop: your order A B C shipped; the swine flu article is out",
+    );
     assert_eq!(d.outcome, Outcome::Approve, "{:?}", d.reasons);
 }
 

@@ -9,7 +9,11 @@ use smsgate::state::MemoryState;
 
 fn policy() -> &'static Policy {
     static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
-    POLICY.get_or_init(|| Policy::with_registry(Registry::parse(include_str!("../config/senders.example.toml")).unwrap()))
+    POLICY.get_or_init(|| {
+        Policy::with_registry(
+            Registry::parse(include_str!("../config/senders.example.toml")).unwrap(),
+        )
+    })
 }
 
 /// Text mixing the characters evasions use with ordinary ones.
