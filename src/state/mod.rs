@@ -5,9 +5,14 @@
 //!   reference the compact stores are tested against.
 //! - `consent` is the compact consent table every instance materializes
 //!   from the consent topic.
+//! - `partition` holds one input partition's caps and duplicates, and
+//!   `changelog` the records that persist them.
 
+pub mod changelog;
 pub mod consent;
 pub mod memory;
+pub mod partition;
 
 pub use consent::ConsentTable;
 pub use memory::MemoryState;
+pub use partition::{GateView, PartitionState};
