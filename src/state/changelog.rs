@@ -9,6 +9,8 @@
 //!   (recipient, subject) still inside the cap window; the hex is the first
 //!   8 bytes of SHA-256 over the pair, so no phone number appears in a key
 //!   or value (it is a pseudonym, not encryption: numbers are guessable);
+//! - `released/<partition>/<release ms>/<first offset>` → last offset: a
+//!   range of the deferred topic already released (`state::deferred`);
 //! - a tombstone (no value) deletes a key once its window has passed.
 //!
 //! Each entry goes to the changelog partition with the same number as the
@@ -23,6 +25,8 @@ use crate::policy::view::Seen;
 
 pub const DEDUP_PREFIX: &str = "dedup/";
 pub const CAP_PREFIX: &str = "cap/";
+/// Released ranges of the deferred topic (see `state::deferred`).
+pub const RELEASED_PREFIX: &str = "released/";
 
 /// One record to write to the changelog topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +128,8 @@ pub enum Change {
         key: CapKey,
         approved: Option<Vec<DateTime<Utc>>>,
     },
+    /// A `released/` record: restored by `DeferredIndex`, not here.
+    Released,
 }
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
@@ -170,6 +176,9 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError
             key: cap_key,
             approved,
         });
+    }
+    if key.starts_with(RELEASED_PREFIX) {
+        return Ok(Change::Released);
     }
     Err(ChangelogError::UnknownKey)
 }

@@ -7,12 +7,15 @@
 //!   from the consent topic.
 //! - `partition` holds one input partition's caps and duplicates, and
 //!   `changelog` the records that persist them.
+//! - `deferred` indexes held messages on the deferred topic for release.
 
 pub mod changelog;
 pub mod consent;
+pub mod deferred;
 pub mod memory;
 pub mod partition;
 
 pub use consent::ConsentTable;
+pub use deferred::DeferredIndex;
 pub use memory::MemoryState;
 pub use partition::{GateView, PartitionState};

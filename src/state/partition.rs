@@ -86,7 +86,8 @@ impl PartitionState {
         out
     }
 
-    /// Restores one changelog record (read in log order).
+    /// Restores one changelog record (read in log order); `released/`
+    /// records belong to the deferred index and are skipped here.
     pub fn apply_changelog(
         &mut self,
         key: &[u8],
@@ -111,6 +112,7 @@ impl PartitionState {
                     self.caps.remove(&key);
                 }
             },
+            Change::Released => {}
         }
         Ok(())
     }
