@@ -7,8 +7,10 @@
 //!   from the consent topic.
 //! - `partition` holds one input partition's caps and duplicates, and
 //!   `changelog` the records that persist them.
+//! - `catchup` tracks restore progress for readiness.
 //! - `deferred` indexes held messages on the deferred topic for release.
 
+pub mod catchup;
 pub mod changelog;
 pub mod consent;
 pub mod deferred;
