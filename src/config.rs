@@ -115,12 +115,14 @@ impl Settings {
                 if !path.exists() {
                     return Err(ConfigError::Missing(path.display().to_string()));
                 }
-                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
             }
             None => {
                 let path = Path::new(DEFAULT_CONFIG_FILE);
                 if path.exists() {
-                    builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                    builder = builder
+                        .add_source(config::File::from(path).format(config::FileFormat::Toml));
                 }
             }
         }
@@ -161,7 +163,13 @@ impl Settings {
     /// The policy source these settings name, plus extra registries.
     pub fn policy_source(&self, extra_senders: &[PathBuf]) -> crate::policy::PolicySource {
         crate::policy::PolicySource {
-            senders: self.policy.senders.iter().chain(extra_senders).cloned().collect(),
+            senders: self
+                .policy
+                .senders
+                .iter()
+                .chain(extra_senders)
+                .cloned()
+                .collect(),
             packs: self.policy.packs.clone(),
         }
     }

@@ -11,7 +11,11 @@ use smsgate::policy::Policy;
 use smsgate::state::MemoryState;
 
 #[derive(Parser)]
-#[command(name = "smsgate", version, about = "Compliance gate for outbound SMS on Kafka")]
+#[command(
+    name = "smsgate",
+    version,
+    about = "Compliance gate for outbound SMS on Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
