@@ -404,3 +404,25 @@ pub fn wait_committed(
     });
     last
 }
+
+/// Produces `records` to `topic` from a background thread in batches of
+/// `batch` with `pause` between them, so that the gate works on a live
+/// stream; the thread returns the positions in input order.
+pub fn produce_paced(
+    bootstrap: &str,
+    topic: &str,
+    records: Vec<Record>,
+    batch: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<Vec<Position>> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    std::thread::spawn(move || {
+        let producer = TestProducer::new(&bootstrap);
+        let mut positions = Vec::with_capacity(records.len());
+        for chunk in records.chunks(batch.max(1)) {
+            positions.extend(producer.send_all(&topic, chunk));
+            std::thread::sleep(pause);
+        }
+        positions
+    })
+}
