@@ -62,8 +62,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
             };
-            let _ = settings;
-            fail(1, "run: not implemented yet")
+            run(settings)
         }
         Command::Check {
             config,
@@ -92,6 +91,41 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &e.to_string()),
             }
         }
+    }
+}
+
+/// `smsgate run`: exit 0 after a clean stop, 2 for configuration, 1 otherwise.
+fn run(settings: Settings) -> ExitCode {
+    if settings.policy.senders.is_none() {
+        return fail(
+            EXIT_CONFIG,
+            "invalid configuration: policy.senders is not set (run needs a sender registry)",
+        );
+    }
+    let policy = match Policy::load(&settings.policy_source(&[])) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    if let Err(e) = smsgate::logging::init(&settings.log) {
+        return fail(EXIT_CONFIG, &e.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = smsgate::pipeline::Shutdown::new();
+        tokio::spawn(shutdown.clone().on_signals());
+        smsgate::pipeline::run(settings, policy, shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
     }
 }
 
