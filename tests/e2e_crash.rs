@@ -33,13 +33,15 @@ fn kill_9_mid_stream_loses_nothing() {
     let config = GateConfig::new(broker, &topics).instance("crash-0");
     let mut gate = Gate::start(&config, "crash-0");
     gate.wait_ready(Duration::from_secs(60));
-    // A live stream: ~5,000 events/s for ~4 s while the gate is killed and restarted.
-    let producer = kafka::produce_paced(
+    // A live stream, up to 2,000 events/s and at most 3,000 ahead of the
+    // decisions, so every kill lands with work in flight.
+    let producer = kafka::produce_live(
         &broker.bootstrap(),
         &topics.outbound,
         records,
-        250,
-        Duration::from_millis(50),
+        2000,
+        3000,
+        collector.progress(),
     );
 
     let mut points: Vec<usize> = (0..KILLS)

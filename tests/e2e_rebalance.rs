@@ -34,13 +34,14 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
     let config = GateConfig::new(broker, &topics);
     let mut first = Gate::start(&config, "rebalance-a");
     first.wait_ready(Duration::from_secs(60));
-    // ~2,500 events/s for ~12 s: long enough for a join and a leave.
-    let producer = kafka::produce_paced(
+    // ~500 events/s for a minute: long enough for a join and a leave.
+    let producer = kafka::produce_live(
         &broker.bootstrap(),
         &topics.outbound,
         records,
-        250,
-        Duration::from_millis(100),
+        500,
+        2000,
+        collector.progress(),
     );
     let started = Instant::now();
 
