@@ -71,7 +71,17 @@ pub fn json_document(relative: &str) -> Value {
 /// Series Prometheus itself creates for every target; allowed in expressions.
 pub const PROMETHEUS_SERIES: &[&str] = &["up"];
 
-/// What the gate exports, read from the string constants of `src/metrics.rs`.
+/// Where the metric name constants live (a module file or a `names.rs` in it).
+pub fn metric_names_file() -> &'static str {
+    if repo_path("src/metrics/names.rs").exists() {
+        "src/metrics/names.rs"
+    } else {
+        "src/metrics.rs"
+    }
+}
+
+/// What the gate exports, read from the string constants of the metric names
+/// file (`src/metrics.rs` or `src/metrics/names.rs`).
 pub struct Exported {
     /// Every metric name.
     pub names: BTreeSet<String>,
@@ -81,7 +91,10 @@ pub struct Exported {
 
 impl Exported {
     pub fn load() -> Exported {
-        let source = read("src/metrics.rs");
+        let file = metric_names_file();
+        let source = read(file);
+        // Registration may live next to the names (src/metrics/mod.rs).
+        let registration = if file.ends_with("names.rs") { read("src/metrics/mod.rs") } else { String::new() };
         let constant = regex::Regex::new(r#"(?m)^\s*pub\s+const\s+([A-Z0-9_]+)\s*:\s*&str\s*=\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"\s*;(.*)$"#)
             .unwrap();
         let mut names = BTreeSet::new();
@@ -90,15 +103,14 @@ impl Exported {
             let (ident, name, rest) = (&c[1], c[2].to_string(), &c[3]);
             // A histogram is marked in the constant's comment, or the constant
             // is passed to a Histogram constructor somewhere in the file.
-            let used_as_histogram = regex::Regex::new(&format!(r"Histogram\w*(::\w+)?\s*\([^;]{{0,300}}?\b{ident}\b"))
-                .unwrap()
-                .is_match(&source);
+            let histogram_call = regex::Regex::new(&format!(r"(?i)histogram\w*(::\w+)?\s*\([^;]{{0,300}}?\b{ident}\b")).unwrap();
+            let used_as_histogram = histogram_call.is_match(&source) || histogram_call.is_match(&registration);
             if rest.to_lowercase().contains("histogram") || used_as_histogram {
                 histograms.insert(name.clone());
             }
             names.insert(name);
         }
-        assert!(names.len() >= 10, "found only {} metric names in src/metrics.rs", names.len());
+        assert!(names.len() >= 10, "found only {} metric names in {file}", names.len());
         Exported { names, histograms }
     }
 
