@@ -72,6 +72,8 @@ pub struct PipelineSettings {
     pub drain_timeout_secs: u64,
     /// How often stored offsets are committed.
     pub commit_interval_ms: u64,
+    /// Pause before a record whose delivery failed is produced again.
+    pub retry_backoff_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("pipeline.max_in_flight", "10000"),
     ("pipeline.drain_timeout_secs", "20"),
     ("pipeline.commit_interval_ms", "1000"),
+    ("pipeline.retry_backoff_ms", "500"),
 ];
 
 impl Settings {
@@ -115,12 +118,14 @@ impl Settings {
                 if !path.exists() {
                     return Err(ConfigError::Missing(path.display().to_string()));
                 }
-                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
             }
             None => {
                 let path = Path::new(DEFAULT_CONFIG_FILE);
                 if path.exists() {
-                    builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                    builder = builder
+                        .add_source(config::File::from(path).format(config::FileFormat::Toml));
                 }
             }
         }
@@ -152,6 +157,18 @@ impl Settings {
         if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("metrics.listen must be an address such as 127.0.0.1:9898");
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::Invalid(format!(
+                "log.level {:?}: {e}",
+                self.log.level
+            )));
+        }
+        if self.kafka.startup_timeout_secs == 0 {
+            return bad("kafka.startup_timeout_secs must be at least 1");
+        }
+        if self.pipeline.commit_interval_ms == 0 {
+            return bad("pipeline.commit_interval_ms must be at least 1");
+        }
         if self.pipeline.max_in_flight == 0 {
             return bad("pipeline.max_in_flight must be at least 1");
         }
@@ -161,7 +178,13 @@ impl Settings {
     /// The policy source these settings name, plus extra registries.
     pub fn policy_source(&self, extra_senders: &[PathBuf]) -> crate::policy::PolicySource {
         crate::policy::PolicySource {
-            senders: self.policy.senders.iter().chain(extra_senders).cloned().collect(),
+            senders: self
+                .policy
+                .senders
+                .iter()
+                .chain(extra_senders)
+                .cloned()
+                .collect(),
             packs: self.policy.packs.clone(),
         }
     }

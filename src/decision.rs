@@ -274,7 +274,10 @@ mod tests {
         let now = Utc::now();
         let d = Decision::from_reasons(
             Some("m".into()),
-            vec![reason(ReasonCode::QuietHours), reason(ReasonCode::Duplicate)],
+            vec![
+                reason(ReasonCode::QuietHours),
+                reason(ReasonCode::Duplicate),
+            ],
             Some(now),
             "v".into(),
             now,

@@ -131,15 +131,18 @@ pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
             MAX_EVENT_BYTES
         )));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| fail(format!("not UTF-8: invalid byte at offset {}", e.valid_up_to())))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "not UTF-8: invalid byte at offset {}",
+            e.valid_up_to()
+        ))
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| fail(format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(fail(format!("not a JSON object but {}", kind(&value))));
     }
-    let raw: Raw = serde_json::from_value(value)
-        .map_err(|e| fail(format!("unreadable object: {e}")))?;
+    let raw: Raw =
+        serde_json::from_value(value).map_err(|e| fail(format!("unreadable object: {e}")))?;
     validate(raw)
 }
 
@@ -172,7 +175,10 @@ impl Problems {
             }
             Some(Value::String(s)) => Some(s),
             Some(other) => {
-                self.push(field, format_args!("expected a string, got {}", kind(&other)));
+                self.push(
+                    field,
+                    format_args!("expected a string, got {}", kind(&other)),
+                );
                 None
             }
         }
@@ -184,7 +190,10 @@ impl Problems {
             None => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
-                self.push(field, format_args!("expected a string, got {}", kind(&other)));
+                self.push(
+                    field,
+                    format_args!("expected a string, got {}", kind(&other)),
+                );
                 None
             }
         }
@@ -200,7 +209,10 @@ fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
         let n = id.chars().count();
         let ok = (1..=MAX_MESSAGE_ID_CHARS).contains(&n);
         if !ok {
-            p.push("message_id", format_args!("must be 1–128 characters, got {n}"));
+            p.push(
+                "message_id",
+                format_args!("must be 1–128 characters, got {n}"),
+            );
         }
         ok
     });
@@ -254,23 +266,26 @@ fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
     let personalized = parse_targeting(&mut p, raw.targeting);
 
     match (message_id, created_at, to, sender, category, body) {
-        (Some(message_id), Some(created_at), Some(to), Some(sender), Some(category), Some(body))
-            if p.0.is_empty() =>
-        {
-            Ok(OutboundSms {
-                message_id,
-                created_at,
-                to,
-                sender,
-                category,
-                body,
-                campaign_id,
-                subject,
-                template_id,
-                recipient,
-                personalized,
-            })
-        }
+        (
+            Some(message_id),
+            Some(created_at),
+            Some(to),
+            Some(sender),
+            Some(category),
+            Some(body),
+        ) if p.0.is_empty() => Ok(OutboundSms {
+            message_id,
+            created_at,
+            to,
+            sender,
+            category,
+            body,
+            campaign_id,
+            subject,
+            template_id,
+            recipient,
+            personalized,
+        }),
         _ => Err(Malformed {
             message_id: id_for_error,
             detail: p.0.join("; "),
@@ -284,7 +299,10 @@ fn parse_recipient(p: &mut Problems, v: Option<Value>) -> Recipient {
         None => return r,
         Some(Value::Object(map)) => map,
         Some(other) => {
-            p.push("recipient", format_args!("expected an object, got {}", kind(&other)));
+            p.push(
+                "recipient",
+                format_args!("expected an object, got {}", kind(&other)),
+            );
             return r;
         }
     };
@@ -303,7 +321,10 @@ fn parse_recipient(p: &mut Problems, v: Option<Value>) -> Recipient {
             },
             "region" => match value.as_str() {
                 Some(s) if is_iso_3166_2(s) => r.region = Some(s.to_string()),
-                _ => p.push("recipient.region", "expected an ISO 3166-2 code such as US-FL"),
+                _ => p.push(
+                    "recipient.region",
+                    "expected an ISO 3166-2 code such as US-FL",
+                ),
             },
             "timezone" => match value.as_str().and_then(|s| s.parse::<chrono_tz::Tz>().ok()) {
                 Some(tz) => r.timezone = Some(tz),
@@ -327,7 +348,10 @@ fn parse_targeting(p: &mut Problems, v: Option<Value>) -> bool {
             }
         },
         Some(other) => {
-            p.push("targeting", format_args!("expected an object, got {}", kind(&other)));
+            p.push(
+                "targeting",
+                format_args!("expected an object, got {}", kind(&other)),
+            );
             false
         }
     }
@@ -341,7 +365,9 @@ fn is_iso_3166_2(s: &str) -> bool {
         && b[0].is_ascii_uppercase()
         && b[1].is_ascii_uppercase()
         && b[2] == b'-'
-        && b[3..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && b[3..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -366,7 +392,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(m.message_id.as_deref(), Some("m-2"));
         for field in ["created_at", "to", "sender", "category", "body"] {
-            assert!(m.detail.contains(field), "{field} missing from {}", m.detail);
+            assert!(
+                m.detail.contains(field),
+                "{field} missing from {}",
+                m.detail
+            );
         }
     }
 
@@ -375,7 +405,12 @@ mod tests {
         assert!(parse(b"{").unwrap_err().detail.starts_with("not JSON"));
         let m = parse(b"[1]").unwrap_err();
         assert!(m.detail.contains("not a JSON object") && m.message_id.is_none());
-        assert!(parse(b"\xff\xfe").unwrap_err().detail.starts_with("not UTF-8"));
+        assert!(
+            parse(b"\xff\xfe")
+                .unwrap_err()
+                .detail
+                .starts_with("not UTF-8")
+        );
         let big = vec![b' '; MAX_EVENT_BYTES + 1];
         assert!(parse(&big).unwrap_err().detail.contains("byte limit"));
     }
@@ -385,7 +420,12 @@ mod tests {
         let s = GOOD.replace(r#""age":41"#, r#""age":null"#);
         assert_eq!(parse(s.as_bytes()).unwrap().recipient.age, None);
         let s = GOOD.replace(r#""message_id":"m-1""#, r#""message_id":null"#);
-        assert!(parse(s.as_bytes()).unwrap_err().detail.contains("message_id: missing"));
+        assert!(
+            parse(s.as_bytes())
+                .unwrap_err()
+                .detail
+                .contains("message_id: missing")
+        );
     }
 
     #[test]

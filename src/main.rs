@@ -11,7 +11,11 @@ use smsgate::policy::Policy;
 use smsgate::state::MemoryState;
 
 #[derive(Parser)]
-#[command(name = "smsgate", version, about = "Compliance gate for outbound SMS on Kafka")]
+#[command(
+    name = "smsgate",
+    version,
+    about = "Compliance gate for outbound SMS on Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,8 +70,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
             };
-            let _ = settings;
-            fail(1, "run: not implemented yet")
+            run(settings)
         }
         Command::Healthcheck { config, ready } => {
             let settings = match Settings::load(config.as_deref()) {
@@ -110,6 +113,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// `smsgate run`: exit 0 after a clean stop, 2 for configuration, 1 otherwise.
+fn run(settings: Settings) -> ExitCode {
+    if settings.policy.senders.is_none() {
+        return fail(
+            EXIT_CONFIG,
+            "invalid configuration: policy.senders is not set (run needs a sender registry)",
+        );
+    }
+    let policy = match Policy::load(&settings.policy_source(&[])) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    if let Err(e) = smsgate::logging::init(&settings.log) {
+        return fail(EXIT_CONFIG, &e.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = smsgate::pipeline::Shutdown::new();
+        tokio::spawn(shutdown.clone().on_signals());
+        smsgate::pipeline::run(settings, policy, shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
+    }
+}
+
 /// GETs `path` from the metrics server at `listen` (an unspecified address
 /// means this host) and reports whether it answered 200. No HTTP client is
 /// needed in the container image for its HEALTHCHECK.
@@ -118,7 +156,9 @@ fn healthcheck(listen: &str, path: &str) -> Result<(), String> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
     use std::time::Duration;
 
-    let mut addr: SocketAddr = listen.parse().map_err(|e| format!("metrics.listen {listen:?}: {e}"))?;
+    let mut addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("metrics.listen {listen:?}: {e}"))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -126,11 +166,18 @@ fn healthcheck(listen: &str, path: &str) -> Result<(), String> {
         });
     }
     let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).map_err(|e| format!("{addr}: {e}"))?;
     let status_line = String::from_utf8_lossy(&head[..n]);

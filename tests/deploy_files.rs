@@ -53,7 +53,14 @@ fn default_settings() -> Settings {
 
 fn contract_topics() -> Vec<String> {
     let t = default_settings().topics;
-    vec![t.outbound, t.consent, t.inbound, t.approved, t.quarantine, t.deferred]
+    vec![
+        t.outbound,
+        t.consent,
+        t.inbound,
+        t.approved,
+        t.quarantine,
+        t.deferred,
+    ]
 }
 
 #[test]
@@ -63,19 +70,31 @@ fn every_alert_has_a_severity_a_summary_and_a_runbook_section() {
     let alerts = alert_rules(&rules);
     for (name, rule) in &alerts {
         let severity = rule["labels"]["severity"].as_str().unwrap_or("");
-        assert!(matches!(severity, "critical" | "warning"), "{name}: severity {severity:?}");
+        assert!(
+            matches!(severity, "critical" | "warning"),
+            "{name}: severity {severity:?}"
+        );
         for key in ["summary", "description", "runbook_url"] {
             assert!(
-                rule["annotations"][key].as_str().is_some_and(|s| !s.is_empty()),
+                rule["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
                 "{name}: annotation {key} missing"
             );
         }
         let url = rule["annotations"]["runbook_url"].as_str().unwrap();
-        let anchor = url
-            .strip_prefix("docs/operations.md#")
-            .unwrap_or_else(|| panic!("{name}: runbook_url {url:?} should point into docs/operations.md"));
-        assert_eq!(anchor, name.to_lowercase(), "{name}: the runbook anchor is the alert's name");
-        assert!(anchors.contains(anchor), "{name}: docs/operations.md has no section #{anchor}");
+        let anchor = url.strip_prefix("docs/operations.md#").unwrap_or_else(|| {
+            panic!("{name}: runbook_url {url:?} should point into docs/operations.md")
+        });
+        assert_eq!(
+            anchor,
+            name.to_lowercase(),
+            "{name}: the runbook anchor is the alert's name"
+        );
+        assert!(
+            anchors.contains(anchor),
+            "{name}: docs/operations.md has no section #{anchor}"
+        );
     }
     let names: BTreeSet<&str> = alerts.iter().map(|(n, _)| n.as_str()).collect();
     for required in REQUIRED_ALERTS {
@@ -89,7 +108,10 @@ fn the_operator_rule_ships_exactly_the_plain_alert_rules() {
     let operator = yaml_document("deploy/k8s/prometheusrule.yaml");
     assert_eq!(operator["kind"], "PrometheusRule");
     assert_eq!(operator["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(operator["spec"]["groups"], plain["groups"], "edit both files together");
+    assert_eq!(
+        operator["spec"]["groups"], plain["groups"],
+        "edit both files together"
+    );
 }
 
 #[test]
@@ -105,7 +127,10 @@ fn prometheus_scrapes_the_job_the_rules_select_and_loads_the_rules() {
     assert!(read("deploy/prometheus/alerts.yml").contains(r#"job="smsgate""#));
     for file in config["rule_files"].as_array().unwrap() {
         let file = file.as_str().unwrap();
-        assert!(repo_path("deploy/prometheus").join(file).exists(), "rule file {file} is next to prometheus.yml");
+        assert!(
+            repo_path("deploy/prometheus").join(file).exists(),
+            "rule file {file} is next to prometheus.yml"
+        );
     }
 }
 
@@ -121,19 +146,39 @@ fn the_dashboard_reads_top_down_up_then_keeping_up_then_rejections() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().unwrap())
         .collect();
-    assert_eq!(rows, ["Is it up?", "Is it keeping up?", "What is it rejecting and why?"]);
+    assert_eq!(
+        rows,
+        [
+            "Is it up?",
+            "Is it keeping up?",
+            "What is it rejecting and why?"
+        ]
+    );
     // Rows and panels are laid out in reading order, without overlaps.
     let mut cells = BTreeSet::new();
     let mut last_y = 0;
     for p in dashboard_panels(&dashboard) {
         let g = &p["gridPos"];
-        let (x, y, w, h) = (g["x"].as_u64().unwrap(), g["y"].as_u64().unwrap(), g["w"].as_u64().unwrap(), g["h"].as_u64().unwrap());
-        assert!(y >= last_y, "panel {} is above the one before it", p["title"]);
+        let (x, y, w, h) = (
+            g["x"].as_u64().unwrap(),
+            g["y"].as_u64().unwrap(),
+            g["w"].as_u64().unwrap(),
+            g["h"].as_u64().unwrap(),
+        );
+        assert!(
+            y >= last_y,
+            "panel {} is above the one before it",
+            p["title"]
+        );
         assert!(x + w <= 24, "panel {} is wider than the grid", p["title"]);
         last_y = y;
         for cx in x..x + w {
             for cy in y..y + h {
-                assert!(cells.insert((cx, cy)), "panel {} overlaps another", p["title"]);
+                assert!(
+                    cells.insert((cx, cy)),
+                    "panel {} overlaps another",
+                    p["title"]
+                );
             }
         }
     }
@@ -157,7 +202,10 @@ fn the_dashboard_reads_top_down_up_then_keeping_up_then_rejections() {
         "consent table",
         "opt-out latency",
     ] {
-        assert!(titles.iter().any(|t| t.contains(wanted)), "no panel about {wanted:?}");
+        assert!(
+            titles.iter().any(|t| t.contains(wanted)),
+            "no panel about {wanted:?}"
+        );
     }
 }
 
@@ -166,25 +214,51 @@ fn the_dashboard_takes_its_data_source_from_a_variable() {
     let dashboard = json_document("deploy/grafana/smsgate.json");
     assert_eq!(dashboard["uid"], "smsgate");
     let vars = dashboard["templating"]["list"].as_array().unwrap();
-    let ds = vars.iter().find(|v| v["type"] == "datasource").expect("a datasource variable");
+    let ds = vars
+        .iter()
+        .find(|v| v["type"] == "datasource")
+        .expect("a datasource variable");
     assert_eq!(ds["query"], "prometheus");
     let ds_ref = format!("${{{}}}", ds["name"].as_str().unwrap());
     let mut ids = BTreeSet::new();
     for p in dashboard_panels(&dashboard) {
-        assert!(ids.insert(p["id"].as_u64().unwrap()), "duplicate panel id {}", p["id"]);
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "duplicate panel id {}",
+            p["id"]
+        );
         if p["type"] == "row" {
             continue;
         }
-        assert_eq!(p["datasource"]["uid"], ds_ref.as_str(), "panel {}", p["title"]);
-        assert!(!p["description"].as_str().unwrap_or("").is_empty(), "panel {} explains itself", p["title"]);
+        assert_eq!(
+            p["datasource"]["uid"],
+            ds_ref.as_str(),
+            "panel {}",
+            p["title"]
+        );
+        assert!(
+            !p["description"].as_str().unwrap_or("").is_empty(),
+            "panel {} explains itself",
+            p["title"]
+        );
         let targets = p["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
         for t in targets {
-            assert_eq!(t["datasource"]["uid"], ds_ref.as_str(), "panel {} target", p["title"]);
+            assert_eq!(
+                t["datasource"]["uid"],
+                ds_ref.as_str(),
+                "panel {} target",
+                p["title"]
+            );
         }
     }
     for v in vars.iter().filter(|v| v["type"] == "query") {
-        assert_eq!(v["datasource"]["uid"], ds_ref.as_str(), "variable {}", v["name"]);
+        assert_eq!(
+            v["datasource"]["uid"],
+            ds_ref.as_str(),
+            "variable {}",
+            v["name"]
+        );
     }
 }
 
@@ -192,9 +266,14 @@ fn the_dashboard_takes_its_data_source_from_a_variable() {
 fn grafana_provisioning_loads_the_dashboard_compose_mounts() {
     let datasources = yaml_document("deploy/grafana/provisioning/datasources/prometheus.yml");
     assert_eq!(datasources["datasources"][0]["type"], "prometheus");
-    assert_eq!(datasources["datasources"][0]["url"], "http://prometheus:9090");
+    assert_eq!(
+        datasources["datasources"][0]["url"],
+        "http://prometheus:9090"
+    );
     let providers = yaml_document("deploy/grafana/provisioning/dashboards/smsgate.yml");
-    let path = providers["providers"][0]["options"]["path"].as_str().unwrap();
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
     let compose = yaml_document("docker-compose.yml");
     let mounts: Vec<&str> = compose["services"]["grafana"]["volumes"]
         .as_array()
@@ -202,7 +281,10 @@ fn grafana_provisioning_loads_the_dashboard_compose_mounts() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(mounts.contains(&format!("./deploy/grafana/smsgate.json:{path}/smsgate.json:ro").as_str()), "{mounts:?}");
+    assert!(
+        mounts.contains(&format!("./deploy/grafana/smsgate.json:{path}/smsgate.json:ro").as_str()),
+        "{mounts:?}"
+    );
     assert!(mounts.contains(&"./deploy/grafana/provisioning:/etc/grafana/provisioning:ro"));
 }
 
@@ -213,11 +295,29 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
     let names: BTreeSet<&str> = services.keys().map(|k| k.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["kafka", "topics", "smsgate", "prometheus", "grafana", "loadgen"])
+        BTreeSet::from([
+            "kafka",
+            "topics",
+            "smsgate",
+            "prometheus",
+            "grafana",
+            "loadgen"
+        ])
     );
-    assert!(services["kafka"]["image"].as_str().unwrap().starts_with("apache/kafka:"));
-    assert_eq!(services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller", "KRaft, no ZooKeeper");
-    assert_eq!(services["loadgen"]["profiles"], serde_json::json!(["loadgen"]));
+    assert!(
+        services["kafka"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("apache/kafka:")
+    );
+    assert_eq!(
+        services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller",
+        "KRaft, no ZooKeeper"
+    );
+    assert_eq!(
+        services["loadgen"]["profiles"],
+        serde_json::json!(["loadgen"])
+    );
 
     // The topic service creates every topic of CONTRACT §1, consent compacted.
     let script = services["topics"]["command"][0].as_str().unwrap();
@@ -226,13 +326,25 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
             .lines()
             .find(|l| l.trim().split_whitespace().nth(1) == Some(topic.as_str()))
             .unwrap_or_else(|| panic!("topic {topic} is not created"));
-        assert_eq!(line.contains("cleanup.policy=compact"), topic == "sms.consent", "{line}");
+        assert_eq!(
+            line.contains("cleanup.policy=compact"),
+            topic == "sms.consent",
+            "{line}"
+        );
     }
 
     let gate = &services["smsgate"];
     assert_eq!(gate["environment"]["SMSGATE__KAFKA__BROKERS"], "kafka:9092");
-    assert_eq!(gate["environment"]["SMSGATE__METRICS__LISTEN"], "0.0.0.0:9898");
-    let grace: u64 = gate["stop_grace_period"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+    assert_eq!(
+        gate["environment"]["SMSGATE__METRICS__LISTEN"],
+        "0.0.0.0:9898"
+    );
+    let grace: u64 = gate["stop_grace_period"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
     assert!(grace > default_settings().pipeline.drain_timeout_secs);
     // Every bind mount names a file of this repository.
     for service in services.values() {
@@ -240,14 +352,27 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
             let volume = volume.as_str().unwrap();
             if let Some(local) = volume.strip_prefix("./") {
                 let local = local.split(':').next().unwrap();
-                assert!(repo_path(local).exists(), "compose mounts {local}, which does not exist");
+                assert!(
+                    repo_path(local).exists(),
+                    "compose mounts {local}, which does not exist"
+                );
             }
         }
     }
     // Prometheus finds its config and rules where compose mounts them.
     let prometheus = &services["prometheus"];
-    assert!(prometheus["volumes"].as_array().unwrap().contains(&Value::from("./deploy/prometheus:/etc/prometheus:ro")));
-    assert!(prometheus["command"].as_array().unwrap().contains(&Value::from("--config.file=/etc/prometheus/prometheus.yml")));
+    assert!(
+        prometheus["volumes"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("./deploy/prometheus:/etc/prometheus:ro"))
+    );
+    assert!(
+        prometheus["command"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("--config.file=/etc/prometheus/prometheus.yml"))
+    );
 }
 
 /// The Kubernetes objects by kind.
@@ -288,14 +413,35 @@ fn the_kubernetes_configuration_loads_and_its_registry_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
     let senders_path = dir.path().join("senders.toml");
-    std::fs::write(&config_path, config_map["data"]["config.toml"].as_str().unwrap()).unwrap();
-    std::fs::write(&senders_path, config_map["data"]["senders.toml"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        &config_path,
+        config_map["data"]["config.toml"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        &senders_path,
+        config_map["data"]["senders.toml"].as_str().unwrap(),
+    )
+    .unwrap();
     let settings = Settings::load(Some(&config_path)).unwrap();
-    assert_eq!(settings.metrics.listen, "0.0.0.0:9898", "Prometheus scrapes from outside the pod");
+    assert_eq!(
+        settings.metrics.listen, "0.0.0.0:9898",
+        "Prometheus scrapes from outside the pod"
+    );
     assert_eq!(settings.log.format, "json");
-    assert_eq!(settings.policy.senders.as_deref(), Some(std::path::Path::new("/etc/smsgate/senders.toml")));
-    let policy = Policy::load(&PolicySource { senders: vec![senders_path], packs: None });
-    assert!(policy.is_ok(), "the ConfigMap's registry loads: {:?}", policy.err());
+    assert_eq!(
+        settings.policy.senders.as_deref(),
+        Some(std::path::Path::new("/etc/smsgate/senders.toml"))
+    );
+    let policy = Policy::load(&PolicySource {
+        senders: vec![senders_path],
+        packs: None,
+    });
+    assert!(
+        policy.is_ok(),
+        "the ConfigMap's registry loads: {:?}",
+        policy.err()
+    );
 }
 
 #[test]
@@ -304,13 +450,23 @@ fn the_statefulset_probes_health_drains_within_its_grace_period_and_uses_static_
     let config_map = object(&objects, "ConfigMap", "smsgate-config");
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config_map["data"]["config.toml"].as_str().unwrap()).unwrap();
-    let drain = Settings::load(Some(&config_path)).unwrap().pipeline.drain_timeout_secs;
+    std::fs::write(
+        &config_path,
+        config_map["data"]["config.toml"].as_str().unwrap(),
+    )
+    .unwrap();
+    let drain = Settings::load(Some(&config_path))
+        .unwrap()
+        .pipeline
+        .drain_timeout_secs;
 
     let set = object(&objects, "StatefulSet", "smsgate");
     let pod = &set["spec"]["template"]["spec"];
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    assert!(grace >= drain + 10, "grace {grace}s leaves too little past the {drain}s drain");
+    assert!(
+        grace >= drain + 10,
+        "grace {grace}s leaves too little past the {drain}s drain"
+    );
     let container = &pod["containers"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -323,24 +479,39 @@ fn the_statefulset_probes_health_drains_within_its_grace_period_and_uses_static_
         .iter()
         .find(|e| e["name"] == "SMSGATE__KAFKA__GROUP_INSTANCE_ID")
         .expect("static membership id from the pod name");
-    assert_eq!(instance_id["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(
+        instance_id["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
 
     // Labels, ports and selectors line up: Service → pods, ServiceMonitor → Service, PDB → pods.
     let labels = &set["spec"]["template"]["metadata"]["labels"];
     let matches = |selector: &Value| {
-        selector.as_object().unwrap().iter().all(|(k, v)| &labels[k] == v)
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &labels[k] == v)
     };
     assert!(matches(&set["spec"]["selector"]["matchLabels"]));
     let service = object(&objects, "Service", "smsgate");
     assert_eq!(set["spec"]["serviceName"], "smsgate");
     assert!(matches(&service["spec"]["selector"]));
-    assert!(matches(&object(&objects, "PodDisruptionBudget", "smsgate")["spec"]["selector"]["matchLabels"]));
+    assert!(matches(
+        &object(&objects, "PodDisruptionBudget", "smsgate")["spec"]["selector"]["matchLabels"]
+    ));
     let port_name = container["ports"][0]["name"].as_str().unwrap();
     assert_eq!(service["spec"]["ports"][0]["targetPort"], port_name);
     let monitor = object(&objects, "ServiceMonitor", "smsgate");
-    assert_eq!(monitor["spec"]["endpoints"][0]["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"],
+        service["spec"]["ports"][0]["name"]
+    );
     let service_labels = &service["metadata"]["labels"];
-    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
         assert_eq!(&service_labels[k], v, "ServiceMonitor selects the Service");
     }
     let mounts: Vec<&str> = container["volumeMounts"]
@@ -355,15 +526,29 @@ fn the_statefulset_probes_health_drains_within_its_grace_period_and_uses_static_
 #[test]
 fn the_image_is_multi_stage_non_root_and_checks_its_own_health() {
     let dockerfile = read("Dockerfile");
-    let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
-    assert_eq!(froms.len(), 2, "a build stage and a runtime stage: {froms:?}");
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        froms.len(),
+        2,
+        "a build stage and a runtime stage: {froms:?}"
+    );
     assert!(froms[0].contains("rust:") && froms[0].contains("AS builder"));
     assert!(froms[1].contains("debian:bookworm-slim"));
-    assert!(dockerfile.lines().any(|l| l.starts_with("USER ") && !l.contains("root") && !l.contains(" 0")));
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("USER ") && !l.contains("root") && !l.contains(" 0"))
+    );
     assert!(dockerfile.contains("CMD [\"smsgate\", \"healthcheck\""));
     for line in dockerfile.lines().filter(|l| l.starts_with("COPY config/")) {
         let src = line.split_whitespace().nth(1).unwrap();
-        assert!(repo_path(src).exists(), "the image copies {src}, which does not exist");
+        assert!(
+            repo_path(src).exists(),
+            "the image copies {src}, which does not exist"
+        );
     }
     let ignored = read(".dockerignore");
     for needed in ["src", "config", "Cargo.toml", "Cargo.lock"] {
@@ -389,6 +574,9 @@ fn the_operations_guide_covers_deploy_configure_scale_security_and_backup() {
         "back up",
         "smsgate generate",
     ] {
-        assert!(doc.contains(topic), "docs/operations.md does not mention {topic:?}");
+        assert!(
+            doc.contains(topic),
+            "docs/operations.md does not mention {topic:?}"
+        );
     }
 }

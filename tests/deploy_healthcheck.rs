@@ -16,7 +16,8 @@ fn serve_once(status: &'static str) -> (String, thread::JoinHandle<String>) {
         let mut buf = [0u8; 1024];
         let n = stream.read(&mut buf).unwrap();
         let request = String::from_utf8_lossy(&buf[..n]).to_string();
-        let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
+        let reply =
+            format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
         stream.write_all(reply.as_bytes()).unwrap();
         request.split_whitespace().nth(1).unwrap_or("").to_string()
     });
@@ -37,7 +38,11 @@ fn healthcheck(listen: &str, args: &[&str]) -> std::process::Output {
 fn a_gate_answering_200_on_healthz_is_healthy() {
     let (addr, server) = serve_once("200 OK");
     let out = healthcheck(&addr, &[]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(server.join().unwrap(), "/healthz");
 }
 
@@ -48,7 +53,10 @@ fn ready_flag_probes_readyz_and_a_503_is_unhealthy() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(server.join().unwrap(), "/readyz");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("503"), "the error names the status: {stderr}");
+    assert!(
+        stderr.contains("503"),
+        "the error names the status: {stderr}"
+    );
 }
 
 #[test]
@@ -71,9 +79,15 @@ fn an_unspecified_listen_address_is_probed_on_loopback() {
         let (mut stream, _) = listener.accept().unwrap();
         let mut buf = [0u8; 256];
         let _ = stream.read(&mut buf).unwrap();
-        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
     });
     let out = healthcheck(&format!("0.0.0.0:{port}"), &[]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.join().unwrap();
 }

@@ -21,7 +21,11 @@ fn later(a_at: DateTime<Utc>, a: ConsentAction, b_at: DateTime<Utc>, b: ConsentA
     (a_at, a == ConsentAction::OptOut) > (b_at, b == ConsentAction::OptOut)
 }
 
-pub fn evaluate(event: &OutboundSms, state: &dyn ConsentView, now: DateTime<Utc>) -> ConsentVerdict {
+pub fn evaluate(
+    event: &OutboundSms,
+    state: &dyn ConsentView,
+    now: DateTime<Utc>,
+) -> ConsentVerdict {
     let sender = event.sender.as_str();
     // Marketing: latest opt-out (scope marketing/all) and the opt-ins after it.
     let mut last_out: Option<DateTime<Utc>> = None;

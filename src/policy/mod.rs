@@ -173,16 +173,25 @@ impl Policy {
                 Origin::Release => seen.outcome != crate::decision::Outcome::Defer,
             };
             if dup {
-                reasons.push(RuleRef::new("core.duplicate", "smsgate contract §7 (dedup window)").reason(
-                    ReasonCode::Duplicate,
-                    format!("message_id already decided at {}", crate::decision::format_time(&seen.first_at)),
-                ));
+                reasons.push(
+                    RuleRef::new("core.duplicate", "smsgate contract §7 (dedup window)").reason(
+                        ReasonCode::Duplicate,
+                        format!(
+                            "message_id already decided at {}",
+                            crate::decision::format_time(&seen.first_at)
+                        ),
+                    ),
+                );
             }
         }
         if self.registry.get(&event.sender).is_none() {
             reasons.insert(
                 0,
-                RuleRef::new("core.sender_registry", "smsgate contract §5 (sender registry)").reason(
+                RuleRef::new(
+                    "core.sender_registry",
+                    "smsgate contract §5 (sender registry)",
+                )
+                .reason(
                     ReasonCode::SenderUnknown,
                     format!("sender {} is not in the registry", event.sender),
                 ),
@@ -192,15 +201,20 @@ impl Policy {
         let verdict = consent::evaluate(event, state, now);
         if let Some((code, detail)) = verdict.consent {
             reasons.push(
-                RuleRef::new("consent.marketing", "MIIT 通信短信息服务管理规定 (2015) art. 18; TCPA 47 CFR 64.1200")
-                    .reason(code, detail),
+                RuleRef::new(
+                    "consent.marketing",
+                    "MIIT 通信短信息服务管理规定 (2015) art. 18; TCPA 47 CFR 64.1200",
+                )
+                .reason(code, detail),
             );
         }
         if verdict.personalization_refused {
-            reasons.push(RuleRef::new("consent.personalization", "PIPL art. 24").reason(
-                ReasonCode::PersonalizationRefused,
-                "recipient refused personalized targeting".into(),
-            ));
+            reasons.push(
+                RuleRef::new("consent.personalization", "PIPL art. 24").reason(
+                    ReasonCode::PersonalizationRefused,
+                    "recipient refused personalized targeting".into(),
+                ),
+            );
         }
         self.finish(event, reasons, None, now)
     }

@@ -35,7 +35,10 @@ impl MemoryState {
             self.ignored_without_evidence += 1;
             return false;
         }
-        self.consent.entry(event.to.clone()).or_default().push(event);
+        self.consent
+            .entry(event.to.clone())
+            .or_default()
+            .push(event);
         true
     }
 

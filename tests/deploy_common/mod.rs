@@ -23,14 +23,19 @@ pub fn read(relative: &str) -> String {
 /// Every document of a YAML file, as JSON values.
 pub fn yaml_documents(relative: &str) -> Vec<Value> {
     let text = read(relative);
-    let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
+    let docs = YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
     docs.iter().map(|d| yaml_to_json(d, relative)).collect()
 }
 
 /// The single document of a YAML file, as a JSON value.
 pub fn yaml_document(relative: &str) -> Value {
     let mut docs = yaml_documents(relative);
-    assert_eq!(docs.len(), 1, "{relative} should hold exactly one YAML document");
+    assert_eq!(
+        docs.len(),
+        1,
+        "{relative} should hold exactly one YAML document"
+    );
     docs.remove(0)
 }
 
@@ -55,17 +60,23 @@ fn yaml_to_json(yaml: &Yaml, file: &str) -> Value {
                     Yaml::Boolean(b) => b.to_string(),
                     other => panic!("{file}: unsupported YAML key {other:?}"),
                 };
-                assert!(out.insert(key.clone(), yaml_to_json(v, file)).is_none(), "{file}: duplicate key {key}");
+                assert!(
+                    out.insert(key.clone(), yaml_to_json(v, file)).is_none(),
+                    "{file}: duplicate key {key}"
+                );
             }
             Value::Object(out)
         }
         Yaml::Null => Value::Null,
-        Yaml::Alias(_) | Yaml::BadValue => panic!("{file}: YAML aliases are not used in the shipped files"),
+        Yaml::Alias(_) | Yaml::BadValue => {
+            panic!("{file}: YAML aliases are not used in the shipped files")
+        }
     }
 }
 
 pub fn json_document(relative: &str) -> Value {
-    serde_json::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not valid JSON: {e}"))
+    serde_json::from_str(&read(relative))
+        .unwrap_or_else(|e| panic!("{relative} is not valid JSON: {e}"))
 }
 
 /// Series Prometheus itself creates for every target; allowed in expressions.
@@ -94,7 +105,11 @@ impl Exported {
         let file = metric_names_file();
         let source = read(file);
         // Registration may live next to the names (src/metrics/mod.rs).
-        let registration = if file.ends_with("names.rs") { read("src/metrics/mod.rs") } else { String::new() };
+        let registration = if file.ends_with("names.rs") {
+            read("src/metrics/mod.rs")
+        } else {
+            String::new()
+        };
         let constant = regex::Regex::new(r#"(?m)^\s*pub\s+const\s+([A-Z0-9_]+)\s*:\s*&str\s*=\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"\s*;(.*)$"#)
             .unwrap();
         let mut names = BTreeSet::new();
@@ -103,14 +118,22 @@ impl Exported {
             let (ident, name, rest) = (&c[1], c[2].to_string(), &c[3]);
             // A histogram is marked in the constant's comment, or the constant
             // is passed to a Histogram constructor somewhere in the file.
-            let histogram_call = regex::Regex::new(&format!(r"(?i)histogram\w*(::\w+)?\s*\([^;]{{0,300}}?\b{ident}\b")).unwrap();
-            let used_as_histogram = histogram_call.is_match(&source) || histogram_call.is_match(&registration);
+            let histogram_call = regex::Regex::new(&format!(
+                r"(?i)histogram\w*(::\w+)?\s*\([^;]{{0,300}}?\b{ident}\b"
+            ))
+            .unwrap();
+            let used_as_histogram =
+                histogram_call.is_match(&source) || histogram_call.is_match(&registration);
             if rest.to_lowercase().contains("histogram") || used_as_histogram {
                 histograms.insert(name.clone());
             }
             names.insert(name);
         }
-        assert!(names.len() >= 10, "found only {} metric names in {file}", names.len());
+        assert!(
+            names.len() >= 10,
+            "found only {} metric names in {file}",
+            names.len()
+        );
         Exported { names, histograms }
     }
 
@@ -168,7 +191,14 @@ const KEYWORDS: &[&str] = &[
     "topk",
     "quantile",
 ];
-const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+const GROUPING: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
 
 /// The metric names a PromQL expression selects (Grafana `$variables`
 /// allowed). Function names, keywords, label matchers, grouping labels,
@@ -215,7 +245,9 @@ pub fn promql_metric_names(expr: &str) -> Vec<String> {
                     i += 1;
                 }
             }
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
                 i += 1;
             }
@@ -250,23 +282,40 @@ pub fn promql_metric_names(expr: &str) -> Vec<String> {
 /// Every PromQL expression of the Grafana dashboard, with where it is.
 pub fn dashboard_expressions(dashboard: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut stack: Vec<&Value> = dashboard["panels"].as_array().into_iter().flatten().collect();
+    let mut stack: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     while let Some(panel) = stack.pop() {
         let title = panel["title"].as_str().unwrap_or("?");
         for t in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = t["expr"].as_str() {
-                out.push((format!("panel {title:?} target {}", t["refId"]), expr.to_string()));
+                out.push((
+                    format!("panel {title:?} target {}", t["refId"]),
+                    expr.to_string(),
+                ));
             }
         }
         stack.extend(panel["panels"].as_array().into_iter().flatten());
     }
-    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if var["type"] != "query" {
             continue;
         }
-        let query = var["query"]["query"].as_str().or(var["query"].as_str()).unwrap_or("");
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .unwrap_or("");
         // label_values(selector, label) → the selector is PromQL.
-        let expr = match query.strip_prefix("label_values(").and_then(|q| q.rsplit_once(',')) {
+        let expr = match query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.rsplit_once(','))
+        {
             Some((selector, _label)) => selector.to_string(),
             None => query.to_string(),
         };
@@ -280,7 +329,10 @@ pub fn alert_rules(rules: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for group in rules["groups"].as_array().expect("rules have groups") {
         for rule in group["rules"].as_array().expect("each group has rules") {
-            let name = rule["alert"].as_str().or(rule["record"].as_str()).expect("rule named");
+            let name = rule["alert"]
+                .as_str()
+                .or(rule["record"].as_str())
+                .expect("rule named");
             out.push((name.to_string(), rule.clone()));
         }
     }

@@ -1,6 +1,7 @@
 //! Metric names, in one place. The pipeline registers and updates them
-//! through intent-named functions; dashboards and alerts use these names.
-//! Labels are bounded: outcome, reason code, topic role, partition number.
+//! through the intent-named methods of [`super::Metrics`]; dashboards and
+//! alerts use these names. Labels are bounded: outcome, reason code, topic
+//! name (from configuration), partition number, a fixed set of results.
 
 pub const EVENTS_CONSUMED: &str = "smsgate_events_consumed_total"; // {topic}
 pub const DECISIONS: &str = "smsgate_decisions_total"; // {outcome}
@@ -24,3 +25,6 @@ pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // hi
 pub const STATE_RESTORE_SECONDS: &str = "smsgate_state_restore_seconds"; // histogram {store}
 pub const DEFERRED_HELD: &str = "smsgate_deferred_held"; // gauge
 pub const NON_RECIPIENT_KEYS: &str = "smsgate_non_recipient_keys_total";
+pub const COMMITTED_OFFSET: &str = "smsgate_committed_offset"; // gauge {partition}
+pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}
+pub const CONSUMER_ERRORS: &str = "smsgate_consumer_errors_total"; // {kind}

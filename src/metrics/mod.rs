@@ -1,0 +1,416 @@
+//! Metrics and health: registration, intent-named update methods and the
+//! HTTP server for `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Names live in [`names`] (re-exported here). Other modules never touch a
+//! collector directly: they call [`Metrics::decided`],
+//! [`Metrics::produce_failed`] and friends, so a name is written once. Each
+//! [`Metrics`] value owns its own registry, so tests and the demo can run
+//! several gates in one process.
+
+pub mod names;
+pub mod server;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::decision::{Decision, Outcome, ReasonCode};
+pub use names::*;
+
+/// Latency buckets in seconds: 100 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Every collector of the gate plus the readiness flags behind `/readyz`.
+pub struct Metrics {
+    registry: Registry,
+    events_consumed: IntCounterVec,
+    decisions: IntCounterVec,
+    reasons: IntCounterVec,
+    produced: IntCounterVec,
+    produce_errors: IntCounterVec,
+    produce_retries: IntCounterVec,
+    processing: Histogram,
+    end_to_end: Histogram,
+    in_flight: IntGauge,
+    lag: IntGaugeVec,
+    committed_offset: IntGaugeVec,
+    commits: IntCounterVec,
+    rebalances: IntCounterVec,
+    consumer_errors: IntCounterVec,
+    consent_records: IntCounter,
+    consent_ignored: IntCounterVec,
+    consent_recipients: IntGauge,
+    policy_info: IntGaugeVec,
+    ready: IntGauge,
+    broker_up: IntGauge,
+    /// Health inputs; `/readyz` is 200 only when all hold.
+    consent_caught_up: AtomicBool,
+    broker_reachable: AtomicBool,
+    stopping: AtomicBool,
+    /// Sum of `produce_errors` over topics, for [`Metrics::snapshot`].
+    produce_errors_total: AtomicU64,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+        .expect("valid metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every collector in a fresh registry. The definitions are
+    /// constants, so registration cannot fail at run time.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let consent_records = IntCounter::new(
+            CONSENT_RECORDS,
+            "Consent events applied to the consent table",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(consent_records.clone()))
+            .expect("metric registered once");
+        let m = Metrics {
+            events_consumed: counter_vec(
+                &r,
+                EVENTS_CONSUMED,
+                "Records polled from an input topic",
+                &["topic"],
+            ),
+            decisions: counter_vec(&r, DECISIONS, "Decisions by outcome", &["outcome"]),
+            reasons: counter_vec(&r, REASONS, "Failed rules by reason code", &["code"]),
+            produced: counter_vec(
+                &r,
+                PRODUCED,
+                "Records acknowledged by the broker, by output topic",
+                &["topic"],
+            ),
+            produce_errors: counter_vec(
+                &r,
+                PRODUCE_ERRORS,
+                "Failed deliveries (each is retried), by output topic",
+                &["topic"],
+            ),
+            produce_retries: counter_vec(
+                &r,
+                PRODUCE_RETRIES,
+                "Records produced again after a failed delivery",
+                &["topic"],
+            ),
+            processing: histogram(&r, PROCESSING_SECONDS, "Time from poll to decision"),
+            end_to_end: histogram(
+                &r,
+                END_TO_END_SECONDS,
+                "Time from poll to the broker's acknowledgement of the output",
+            ),
+            in_flight: gauge(
+                &r,
+                IN_FLIGHT,
+                "Records decided and produced but not yet acknowledged",
+            ),
+            lag: gauge_vec(
+                &r,
+                CONSUMER_LAG,
+                "Records on the outbound topic not yet polled (high watermark - position)",
+                &["partition"],
+            ),
+            committed_offset: gauge_vec(
+                &r,
+                COMMITTED_OFFSET,
+                "Last committed offset of the outbound topic",
+                &["partition"],
+            ),
+            commits: counter_vec(&r, COMMITS, "Offset commits by result", &["result"]),
+            rebalances: counter_vec(
+                &r,
+                REBALANCES,
+                "Rebalance callbacks by kind (assign, revoke, error)",
+                &["kind"],
+            ),
+            consumer_errors: counter_vec(
+                &r,
+                CONSUMER_ERRORS,
+                "Errors reported by the consumer",
+                &["kind"],
+            ),
+            consent_records,
+            consent_ignored: counter_vec(
+                &r,
+                CONSENT_IGNORED,
+                "Consent records not applied, by reason",
+                &["reason"],
+            ),
+            consent_recipients: gauge(&r, CONSENT_RECIPIENTS, "Recipients with consent history"),
+            policy_info: gauge_vec(&r, POLICY_INFO, "The loaded policy (value 1)", &["version"]),
+            ready: gauge(&r, READY, "1 when /readyz answers 200"),
+            broker_up: gauge(
+                &r,
+                BROKER_UP,
+                "1 while the consumer has a connection to a broker",
+            ),
+            registry: r,
+            consent_caught_up: AtomicBool::new(false),
+            broker_reachable: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            produce_errors_total: AtomicU64::new(0),
+        };
+        for outcome in Outcome::ALL {
+            m.decisions.with_label_values(&[outcome.as_str()]);
+        }
+        m.broker_up.set(1);
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn policy_loaded(&self, version: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn consumed(&self, topic: &str) {
+        self.events_consumed.with_label_values(&[topic]).inc();
+    }
+
+    /// One decision: its outcome, every reason code, and the poll → decision time.
+    pub fn decided(&self, decision: &Decision, processing: Duration) {
+        self.decisions
+            .with_label_values(&[decision.outcome.as_str()])
+            .inc();
+        for reason in &decision.reasons {
+            self.reasons
+                .with_label_values(&[reason.code.as_str()])
+                .inc();
+        }
+        self.processing.observe(processing.as_secs_f64());
+    }
+
+    pub fn sent(&self) {
+        self.in_flight.inc();
+    }
+
+    /// The broker acknowledged an output record; `end_to_end` runs from poll.
+    pub fn delivered(&self, topic: &str, end_to_end: Duration) {
+        self.in_flight.dec();
+        self.produced.with_label_values(&[topic]).inc();
+        self.end_to_end.observe(end_to_end.as_secs_f64());
+    }
+
+    /// A delivery failed; the record is produced again (or dropped when its
+    /// partition was revoked meanwhile, to be re-read by the new owner).
+    pub fn produce_failed(&self, topic: &str) {
+        self.in_flight.dec();
+        self.produce_errors.with_label_values(&[topic]).inc();
+        self.produce_errors_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn retried(&self, topic: &str) {
+        self.in_flight.inc();
+        self.produce_retries.with_label_values(&[topic]).inc();
+    }
+
+    pub fn lag(&self, partition: i32, lag: i64) {
+        self.lag
+            .with_label_values(&[&partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn committed(&self, partition: i32, offset: i64) {
+        self.commits.with_label_values(&["ok"]).inc();
+        self.committed_offset
+            .with_label_values(&[&partition.to_string()])
+            .set(offset);
+    }
+
+    pub fn commit_failed(&self) {
+        self.commits.with_label_values(&["error"]).inc();
+    }
+
+    /// A partition left this instance: its per-partition series go away.
+    pub fn partition_released(&self, partition: i32) {
+        let p = partition.to_string();
+        let _ = self.lag.remove_label_values(&[&p]);
+        let _ = self.committed_offset.remove_label_values(&[&p]);
+    }
+
+    pub fn rebalanced(&self, kind: &'static str) {
+        self.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    pub fn consumer_error(&self, kind: &'static str) {
+        self.consumer_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn consent_applied(&self, recipients: usize) {
+        self.consent_records.inc();
+        self.consent_recipients.set(recipients as i64);
+    }
+
+    /// `reason`: `no_evidence` (an opt-in without evidence, CONTRACT §3) or `invalid`.
+    pub fn consent_ignored(&self, reason: &'static str) {
+        self.consent_ignored.with_label_values(&[reason]).inc();
+    }
+
+    pub fn consent_caught_up(&self) {
+        self.consent_caught_up.store(true, Ordering::SeqCst);
+        self.refresh_ready();
+    }
+
+    pub fn is_consent_caught_up(&self) -> bool {
+        self.consent_caught_up.load(Ordering::SeqCst)
+    }
+
+    pub fn broker_reachable(&self, up: bool) {
+        self.broker_reachable.store(up, Ordering::SeqCst);
+        self.broker_up.set(i64::from(up));
+        self.refresh_ready();
+    }
+
+    pub fn is_broker_up(&self) -> bool {
+        self.broker_reachable.load(Ordering::SeqCst)
+    }
+
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.refresh_ready();
+    }
+
+    /// Ready: consent caught up, a broker reachable, not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.consent_caught_up.load(Ordering::SeqCst)
+            && self.broker_reachable.load(Ordering::SeqCst)
+            && !self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn refresh_ready(&self) {
+        self.ready.set(i64::from(self.is_ready()));
+    }
+
+    /// Totals the demo and tests read back.
+    pub fn snapshot(&self) -> Snapshot {
+        let count = |v: &IntCounterVec, l: &str| v.with_label_values(&[l]).get();
+        Snapshot {
+            approved: count(&self.decisions, Outcome::Approve.as_str()),
+            deferred: count(&self.decisions, Outcome::Defer.as_str()),
+            rejected: count(&self.decisions, Outcome::Reject.as_str()),
+            in_flight: self.in_flight.get(),
+            produce_errors: self.produce_errors_total.load(Ordering::Relaxed),
+            reasons: ReasonCode::ALL
+                .iter()
+                .filter_map(|c| {
+                    let n = self
+                        .reasons
+                        .get_metric_with_label_values(&[c.as_str()])
+                        .ok()?
+                        .get();
+                    (n > 0).then_some((*c, n))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Decision totals at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub approved: u64,
+    pub deferred: u64,
+    pub rejected: u64,
+    pub in_flight: i64,
+    pub produce_errors: u64,
+    /// Reason codes seen at least once, in contract order.
+    pub reasons: Vec<(ReasonCode, u64)>,
+}
+
+impl Snapshot {
+    pub fn decided(&self) -> u64 {
+        self.approved + self.deferred + self.rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+
+    #[test]
+    fn decisions_and_reasons_are_counted_under_the_contract_names() {
+        let m = Metrics::new();
+        m.policy_loaded("sha256:abc");
+        let d = Decision::from_reasons(
+            Some("m-1".into()),
+            vec![Reason {
+                code: ReasonCode::ConsentMissing,
+                rule: "r".into(),
+                citation: "c".into(),
+                detail: String::new(),
+            }],
+            None,
+            "v".into(),
+            chrono::Utc::now(),
+        );
+        m.decided(&d, Duration::from_millis(1));
+        let text = m.render();
+        assert!(text.contains("smsgate_decisions_total{outcome=\"reject\"} 1"));
+        assert!(text.contains("smsgate_reasons_total{code=\"consent.missing\"} 1"));
+        assert!(text.contains("smsgate_policy_info{version=\"sha256:abc\"} 1"));
+        assert_eq!(m.snapshot().rejected, 1);
+        assert_eq!(m.snapshot().reasons, vec![(ReasonCode::ConsentMissing, 1)]);
+    }
+
+    #[test]
+    fn ready_needs_consent_and_broker_and_not_stopping() {
+        let m = Metrics::new();
+        assert!(!m.is_ready());
+        m.consent_caught_up();
+        assert!(m.is_ready());
+        m.broker_reachable(false);
+        assert!(!m.is_ready());
+        assert!(m.render().contains("smsgate_broker_up 0"));
+        m.broker_reachable(true);
+        assert!(m.is_ready());
+        m.stopping();
+        assert!(!m.is_ready());
+    }
+}

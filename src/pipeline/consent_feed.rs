@@ -1,0 +1,190 @@
+//! The consent feed: reads `topics.consent` from the beginning, every
+//! partition, without a consumer group, and keeps reading while the gate
+//! runs. Each valid event goes into the [`GateState`]; an invalid one is
+//! counted and skipped (a consent record never stops the feed).
+//!
+//! "Caught up" means every partition known at start has been read up to the
+//! end offset seen at start (or to its end, whichever comes first). The gate
+//! does not decide outbound events before that, and `/readyz` stays 503.
+//! Partitions added later are picked up from the beginning.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, config::RDKafkaLogLevel};
+
+use super::gate_state::GateState;
+use super::shutdown::Shutdown;
+use crate::consent::ConsentEvent;
+use crate::metrics::Metrics;
+
+/// How often the topic's partition list is looked up again.
+const METADATA_REFRESH: Duration = Duration::from_secs(10);
+
+struct FeedContext;
+
+impl ClientContext for FeedContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::kafka::log(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(error = %error, reason, "consent reader error");
+    }
+}
+impl ConsumerContext for FeedContext {}
+
+pub struct ConsentFeed {
+    consumer: BaseConsumer<FeedContext>,
+    topic: String,
+    state: Arc<GateState>,
+    metrics: Arc<Metrics>,
+    assigned: HashSet<i32>,
+    /// Partition → end offset seen at start, until reached.
+    targets: HashMap<i32, i64>,
+    last_refresh: Instant,
+}
+
+impl ConsentFeed {
+    /// Creates the reader and assigns every partition known now, recording
+    /// the end offsets it must reach before the gate is ready.
+    pub fn start(
+        config: &ClientConfig,
+        topic: &str,
+        state: Arc<GateState>,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+    ) -> Result<ConsentFeed, KafkaError> {
+        let consumer: BaseConsumer<FeedContext> = config.create_with_context(FeedContext)?;
+        let mut feed = ConsentFeed {
+            consumer,
+            topic: topic.to_string(),
+            state,
+            metrics,
+            assigned: HashSet::new(),
+            targets: HashMap::new(),
+            last_refresh: Instant::now(),
+        };
+        let partitions = feed.partitions(timeout)?;
+        if partitions.is_empty() {
+            tracing::warn!(
+                topic,
+                "consent topic has no partitions (missing?); starting with no consent"
+            );
+        }
+        for p in &partitions {
+            let (low, high) = feed.consumer.fetch_watermarks(topic, *p, timeout)?;
+            if high > low {
+                feed.targets.insert(*p, high);
+            }
+        }
+        feed.assign_new(&partitions)?;
+        feed.check_caught_up();
+        Ok(feed)
+    }
+
+    fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, KafkaError> {
+        let md = self.consumer.fetch_metadata(Some(&self.topic), timeout)?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect())
+    }
+
+    fn assign_new(&mut self, partitions: &[i32]) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            if self.assigned.insert(*p) {
+                tpl.add_partition_offset(&self.topic, *p, Offset::Beginning)?;
+            }
+        }
+        if tpl.count() > 0 {
+            self.consumer.incremental_assign(&tpl)?;
+        }
+        Ok(())
+    }
+
+    fn check_caught_up(&self) {
+        if self.targets.is_empty() && !self.metrics.is_consent_caught_up() {
+            tracing::info!(topic = %self.topic, "consent caught up");
+            self.metrics.consent_caught_up();
+        }
+    }
+
+    fn reached(&mut self, partition: i32, next_offset: i64) {
+        if self
+            .targets
+            .get(&partition)
+            .is_some_and(|end| next_offset >= *end)
+        {
+            self.targets.remove(&partition);
+            self.check_caught_up();
+        }
+    }
+
+    /// Reads for up to `timeout`; call in a loop.
+    pub fn poll(&mut self, timeout: Duration) {
+        if self.last_refresh.elapsed() >= METADATA_REFRESH {
+            self.last_refresh = Instant::now();
+            if let Ok(ps) = self.partitions(Duration::from_secs(5)) {
+                if let Err(e) = self.assign_new(&ps) {
+                    tracing::debug!(error = %e, "cannot assign new consent partitions");
+                }
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                None => return,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if self.targets.remove(&p).is_some() {
+                        self.check_caught_up();
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "consent read error");
+                    return;
+                }
+                Some(Ok(m)) => {
+                    let (partition, offset) = (m.partition(), m.offset());
+                    self.apply(m.payload());
+                    self.reached(partition, offset + 1);
+                }
+            }
+        }
+    }
+
+    fn apply(&self, payload: Option<&[u8]>) {
+        let Some(bytes) = payload else {
+            return; // a tombstone (compaction), not an event
+        };
+        match ConsentEvent::parse(bytes) {
+            Ok(event) => {
+                let (applied, recipients) = self.state.apply_consent(event);
+                if applied {
+                    self.metrics.consent_applied(recipients);
+                } else {
+                    self.metrics.consent_ignored("no_evidence");
+                }
+            }
+            Err(e) => {
+                self.metrics.consent_ignored("invalid");
+                // The parse error names the field, never the number.
+                tracing::warn!(error = %e, "consent record skipped");
+            }
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub fn run(mut self, shutdown: Shutdown) {
+        while !shutdown.is_triggered() {
+            self.poll(Duration::from_millis(200));
+        }
+    }
+}

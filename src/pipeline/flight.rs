@@ -1,0 +1,362 @@
+//! Records in flight: produced, not yet acknowledged by the broker.
+//!
+//! [`Flight`] holds the offset tracker, the queue of failed deliveries to
+//! produce again, and a condition variable woken on every acknowledgement,
+//! so a drain (revoke or shutdown) can wait for "nothing pending". The
+//! producer's delivery callback runs on the producer's own thread, which
+//! keeps acknowledgements flowing while the consumer thread is blocked in a
+//! rebalance callback. [`Dispatcher`] sends records and re-sends failed ones.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::offsets::{Epoch, OffsetTracker};
+use super::route::Output;
+use crate::metrics::Metrics;
+
+/// What the delivery callback needs to know about one output record.
+#[derive(Debug)]
+pub struct Pending {
+    pub partition: i32,
+    pub epoch: Epoch,
+    pub offset: i64,
+    /// When the input was polled, for the end-to-end histogram.
+    pub polled_at: Instant,
+}
+
+/// A record whose delivery failed, waiting to be produced again.
+struct Retry {
+    pending: Box<Pending>,
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    due: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    tracker: OffsetTracker<i32>,
+    retries: VecDeque<Retry>,
+    fatal: Option<String>,
+}
+
+pub struct Flight {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    metrics: Arc<Metrics>,
+    retry_backoff: Duration,
+    /// Milliseconds since `started` of the last produce-failure warning
+    /// (one line per second at most).
+    last_warn_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Flight {
+    pub fn new(metrics: Arc<Metrics>, retry_backoff: Duration) -> Flight {
+        Flight {
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+            metrics,
+            retry_backoff,
+            last_warn_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn assign(&self, partition: i32) -> Epoch {
+        self.lock().tracker.assign(partition)
+    }
+
+    pub fn revoke(&self, partition: i32) {
+        let mut inner = self.lock();
+        inner.tracker.revoke(&partition);
+        inner.retries.retain(|r| r.pending.partition != partition);
+    }
+
+    pub fn is_assigned(&self, partition: i32) -> bool {
+        self.lock().tracker.is_assigned(&partition)
+    }
+
+    pub fn take(&self, partition: i32, offset: i64) -> Option<Epoch> {
+        self.lock().tracker.take(&partition, offset)
+    }
+
+    pub fn pending_total(&self) -> usize {
+        self.lock().tracker.pending_total()
+    }
+
+    pub fn pending_in(&self, partitions: &[i32]) -> usize {
+        let inner = self.lock();
+        partitions.iter().map(|p| inner.tracker.pending(p)).sum()
+    }
+
+    pub fn to_commit(&self) -> Vec<(i32, i64)> {
+        self.lock().tracker.to_commit()
+    }
+
+    pub fn committed(&self, partition: i32, offset: i64) {
+        self.lock().tracker.committed(&partition, offset);
+        self.metrics.committed(partition, offset);
+    }
+
+    pub fn fatal(&self) -> Option<String> {
+        self.lock().fatal.clone()
+    }
+
+    pub fn set_fatal(&self, why: String) {
+        self.lock().fatal.get_or_insert(why);
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for an acknowledgement (or anything else that
+    /// changes the pending set).
+    pub fn wait_change(&self, timeout: Duration) {
+        let inner = self.lock();
+        let _ = self.changed.wait_timeout(inner, timeout);
+    }
+
+    fn on_delivered(&self, pending: &Pending, topic: &str) {
+        self.lock()
+            .tracker
+            .ack(&pending.partition, pending.epoch, pending.offset);
+        self.metrics.delivered(topic, pending.polled_at.elapsed());
+        self.changed.notify_all();
+    }
+
+    fn on_failed(
+        &self,
+        pending: Box<Pending>,
+        error: &KafkaError,
+        message: rdkafka::message::OwnedMessage,
+    ) {
+        let topic = message.topic().to_string();
+        self.metrics.produce_failed(&topic);
+        self.warn_rate_limited(&topic, &pending, error);
+        let mut inner = self.lock();
+        if inner.tracker.is_current(&pending.partition, pending.epoch) {
+            inner.retries.push_back(Retry {
+                topic,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                headers: message.headers().cloned(),
+                due: Instant::now() + self.retry_backoff,
+                pending,
+            });
+        }
+        // Else the partition was revoked: the next owner re-reads the record
+        // from the committed position, which never passed it.
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    fn warn_rate_limited(&self, topic: &str, p: &Pending, error: &KafkaError) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .last_warn_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                topic,
+                partition = p.partition,
+                offset = p.offset,
+                error = %error,
+                "delivery failed; the record will be produced again"
+            );
+        }
+    }
+
+    fn take_due_retries(&self) -> Vec<Retry> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while inner.retries.front().is_some_and(|r| r.due <= now) {
+            if let Some(r) = inner.retries.pop_front() {
+                due.push(r);
+            }
+        }
+        due
+    }
+}
+
+/// The producer's context: delivery reports update the [`Flight`].
+pub struct DeliveryContext {
+    flight: Arc<Flight>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::kafka::log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if super::kafka::is_fatal(&error) {
+            tracing::error!(error = %error, reason, "producer failed fatally");
+            self.flight
+                .set_fatal(format!("producer: {error}: {reason}"));
+        } else {
+            tracing::debug!(error = %error, reason, "producer error");
+        }
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        match result {
+            Ok(message) => self.flight.on_delivered(&pending, message.topic()),
+            Err((error, message)) => self.flight.on_failed(pending, error, message.detach()),
+        }
+    }
+}
+
+/// Sends output records and re-sends failed ones.
+pub struct Dispatcher {
+    producer: ThreadedProducer<DeliveryContext>,
+    flight: Arc<Flight>,
+    metrics: Arc<Metrics>,
+}
+
+pub type Producer = ThreadedProducer<DeliveryContext>;
+
+impl Dispatcher {
+    pub fn new(
+        config: &rdkafka::ClientConfig,
+        flight: Arc<Flight>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatcher, KafkaError> {
+        let producer: Producer = config.create_with_context(DeliveryContext {
+            flight: flight.clone(),
+        })?;
+        Ok(Dispatcher {
+            producer,
+            flight,
+            metrics,
+        })
+    }
+
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full.
+    pub fn send(&self, out: &Output<'_>, key: Option<&[u8]>, pending: Box<Pending>) {
+        let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+        for (name, value) in &out.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(out.topic, pending)
+            .payload(&*out.payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.metrics.sent();
+        self.send_record(record, out.topic)
+    }
+
+    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Pending>>, topic: &str) {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((error, back)) => {
+                    // Refused before it was even queued: treat it like a
+                    // failed delivery, so it is retried, never skipped.
+                    if super::kafka::is_fatal(&error) {
+                        self.flight.set_fatal(format!("producer: {error}"));
+                    }
+                    self.metrics.produce_failed(topic);
+                    self.flight
+                        .warn_rate_limited(topic, &back.delivery_opaque, &error);
+                    let retry = Retry {
+                        topic: topic.to_string(),
+                        key: back.key.map(<[u8]>::to_vec),
+                        payload: back.payload.map(<[u8]>::to_vec).unwrap_or_default(),
+                        headers: back.headers,
+                        due: Instant::now() + self.flight.retry_backoff,
+                        pending: back.delivery_opaque,
+                    };
+                    self.flight.lock().retries.push_back(retry);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Produces again every failed record whose backoff has passed.
+    pub fn resend_due(&self) {
+        for retry in self.flight.take_due_retries() {
+            if !self
+                .flight
+                .lock()
+                .tracker
+                .is_current(&retry.pending.partition, retry.pending.epoch)
+            {
+                continue;
+            }
+            let mut record =
+                BaseRecord::with_opaque_to(&retry.topic, retry.pending).payload(&retry.payload[..]);
+            if let Some(h) = retry.headers {
+                record = record.headers(h);
+            }
+            if let Some(k) = &retry.key {
+                record = record.key(&k[..]);
+            }
+            self.metrics.retried(&retry.topic);
+            self.send_record(record, &retry.topic);
+        }
+    }
+
+    /// Waits until no record of `partitions` (all when `None`) is pending,
+    /// re-sending failures meanwhile, or until `deadline`. True when drained.
+    pub fn drain(
+        &self,
+        partitions: Option<&[i32]>,
+        deadline: Instant,
+        mut tick: impl FnMut(),
+    ) -> bool {
+        loop {
+            let left = match partitions {
+                Some(ps) => self.flight.pending_in(ps),
+                None => self.flight.pending_total(),
+            };
+            if left == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline || self.flight.fatal().is_some() {
+                tracing::warn!(
+                    pending = left,
+                    "drain deadline reached; uncommitted records will be read again"
+                );
+                return false;
+            }
+            self.resend_due();
+            tick();
+            self.flight.wait_change(Duration::from_millis(20));
+        }
+    }
+}

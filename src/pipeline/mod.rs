@@ -1,0 +1,318 @@
+//! The gate on Kafka: consume `topics.outbound` in a group, decide each
+//! record with the policy, route it (approved / quarantine / deferred),
+//! and commit a partition's offset only once every earlier record of that
+//! partition has been acknowledged by the broker (at-least-once, no loss).
+//!
+//! [`Gate::run`] (and the shorthand [`run`]) is the one entry point shared
+//! by `smsgate run`, `smsgate demo` and the in-process tests. Threads:
+//! the consume loop ([`source`]), the consent feed ([`consent_feed`]), the
+//! producer's delivery thread ([`flight`]), and the metrics server on the
+//! caller's tokio runtime.
+
+pub mod consent_feed;
+pub mod flight;
+pub mod gate_state;
+pub mod kafka;
+pub mod offsets;
+pub mod rebalance;
+pub mod route;
+pub mod shutdown;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer as _;
+
+use crate::config::Settings;
+use crate::metrics::server::{ListenError, MetricsServer};
+use crate::metrics::{Metrics, Snapshot};
+use crate::policy::Policy;
+use consent_feed::ConsentFeed;
+use flight::{Dispatcher, Flight};
+pub use gate_state::GateState;
+use rebalance::{GateConsumer, GateContext};
+pub use shutdown::Shutdown;
+
+/// Why the gate stopped with an error (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("cannot reach Kafka at {brokers} within {secs} s: {error}")]
+    BrokerUnreachable {
+        brokers: String,
+        secs: u64,
+        error: String,
+    },
+    #[error("cannot create Kafka client: {0}")]
+    Client(String),
+    #[error("cannot subscribe to {topic}: {error}")]
+    Subscribe { topic: String, error: String },
+    #[error("unrecoverable Kafka error: {0}")]
+    Fatal(String),
+    #[error("pipeline thread failed: {0}")]
+    Thread(String),
+}
+
+/// What a run did, for the caller's summary.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub decisions: Snapshot,
+    /// True when every in-flight record was acknowledged before exit.
+    pub drained: bool,
+}
+
+/// One gate: its settings, policy, state and metrics.
+pub struct Gate {
+    settings: Settings,
+    policy: Arc<Policy>,
+    state: Arc<GateState>,
+    metrics: Arc<Metrics>,
+    metrics_addr: Arc<OnceLock<SocketAddr>>,
+}
+
+/// Runs a gate until `shutdown` (see [`Gate::run`]).
+pub async fn run(
+    settings: Settings,
+    policy: Policy,
+    shutdown: Shutdown,
+) -> Result<RunSummary, PipelineError> {
+    Gate::new(settings, policy).run(shutdown).await
+}
+
+impl Gate {
+    pub fn new(settings: Settings, policy: Policy) -> Gate {
+        let metrics = Arc::new(Metrics::new());
+        metrics.policy_loaded(policy.version());
+        Gate {
+            settings,
+            policy: Arc::new(policy),
+            state: Arc::new(GateState::new()),
+            metrics,
+            metrics_addr: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn state(&self) -> Arc<GateState> {
+        self.state.clone()
+    }
+
+    /// Filled with the metrics server's address once it is bound (useful
+    /// with port 0).
+    pub fn metrics_addr(&self) -> Arc<OnceLock<SocketAddr>> {
+        self.metrics_addr.clone()
+    }
+
+    /// Serves metrics, connects (failing after `kafka.startup_timeout_secs`),
+    /// loads consent, then consumes until `shutdown`; then drains in-flight
+    /// records (at most `pipeline.drain_timeout_secs`), commits and returns.
+    pub async fn run(self, shutdown: Shutdown) -> Result<RunSummary, PipelineError> {
+        let server =
+            MetricsServer::bind(&self.settings.metrics.listen, self.metrics.clone()).await?;
+        if let Some(addr) = server.local_addr() {
+            let _ = self.metrics_addr.set(addr);
+        }
+        let server_stop = Shutdown::new();
+        let server_task = tokio::spawn(server.serve({
+            let s = server_stop.clone();
+            async move { s.wait().await }
+        }));
+        let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let gate = self;
+        let thread_shutdown = shutdown.clone();
+        let spawned = std::thread::Builder::new()
+            .name("smsgate-pipeline".into())
+            .spawn(move || gate.run_blocking(thread_shutdown, result_tx, closed_tx));
+        if let Err(e) = spawned {
+            server_stop.trigger();
+            return Err(PipelineError::Thread(e.to_string()));
+        }
+        let result = result_rx.await.unwrap_or_else(|_| {
+            Err(PipelineError::Thread(
+                "pipeline thread ended without a result".into(),
+            ))
+        });
+        // Closing the consumer (leaving the group) is bounded: a lost broker
+        // must not turn a stop into a hang.
+        let _ = tokio::time::timeout(Duration::from_secs(10), closed_rx).await;
+        server_stop.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
+        result
+    }
+
+    fn run_blocking(
+        self,
+        shutdown: Shutdown,
+        result_tx: tokio::sync::oneshot::Sender<Result<RunSummary, PipelineError>>,
+        closed_tx: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let mut clients = None;
+        let result = self.start_and_consume(&shutdown, &mut clients);
+        let _ = result_tx.send(result);
+        // Dropping the consumer closes it (leaves the group unless static).
+        drop(clients);
+        let _ = closed_tx.send(());
+    }
+
+    fn start_and_consume(
+        &self,
+        shutdown: &Shutdown,
+        clients: &mut Option<(GateConsumer, Arc<Dispatcher>)>,
+    ) -> Result<RunSummary, PipelineError> {
+        let s = &self.settings;
+        let startup = Duration::from_secs(s.kafka.startup_timeout_secs);
+        let unreachable = |error: String| PipelineError::BrokerUnreachable {
+            brokers: s.kafka.brokers.clone(),
+            secs: s.kafka.startup_timeout_secs,
+            error,
+        };
+
+        // 1. Reach the broker and start the consent feed.
+        let feed = connect_with_retry(startup, shutdown, |left| {
+            ConsentFeed::start(
+                &kafka::consent_reader(s),
+                &s.topics.consent,
+                self.state.clone(),
+                self.metrics.clone(),
+                left,
+            )
+        })
+        .map_err(|e| unreachable(e.to_string()))?;
+        let Some(feed) = feed else {
+            return Ok(self.summary(true));
+        };
+        let feed_shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("smsgate-consent".into())
+            .spawn(move || feed.run(feed_shutdown))
+            .map_err(|e| PipelineError::Thread(e.to_string()))?;
+
+        // 2. Producer and group consumer.
+        let flight = Arc::new(Flight::new(
+            self.metrics.clone(),
+            Duration::from_millis(s.pipeline.retry_backoff_ms),
+        ));
+        let dispatcher = Arc::new(
+            Dispatcher::new(&kafka::producer(s), flight.clone(), self.metrics.clone())
+                .map_err(|e| PipelineError::Client(e.to_string()))?,
+        );
+        let context = GateContext {
+            flight: flight.clone(),
+            dispatcher: dispatcher.clone(),
+            metrics: self.metrics.clone(),
+            topic: s.topics.outbound.clone(),
+            drain_timeout: Duration::from_secs(s.pipeline.drain_timeout_secs),
+            started: AtomicBool::new(true),
+            assignments: AtomicU64::new(0),
+        };
+        let consumer: GateConsumer = kafka::group_consumer(s)
+            .create_with_context(context)
+            .map_err(|e| PipelineError::Client(e.to_string()))?;
+        warn_missing_topics(&consumer, s);
+        let consumer = &clients.insert((consumer, dispatcher.clone())).0;
+
+        // 3. Decide nothing before consent has caught up.
+        while !self.metrics.is_consent_caught_up() {
+            if shutdown.is_triggered() {
+                return Ok(self.summary(true));
+            }
+            // Serves the consumer's statistics (broker state) meanwhile.
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        consumer
+            .subscribe(&[&s.topics.outbound])
+            .map_err(|e| PipelineError::Subscribe {
+                topic: s.topics.outbound.clone(),
+                error: e.to_string(),
+            })?;
+        tracing::info!(
+            topic = %s.topics.outbound,
+            group = %s.kafka.group_id,
+            policy = %self.policy.version(),
+            metrics = %self.metrics_addr.get().map(|a| a.to_string()).unwrap_or_default(),
+            "consuming"
+        );
+
+        // 4. Consume until stopped.
+        let intake = source::Intake {
+            consumer,
+            policy: &self.policy,
+            state: &self.state,
+            settings: s,
+        };
+        let ended = intake.run(shutdown);
+
+        // 5. Drain, commit.
+        self.metrics.stopping();
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.pause(&assignment);
+        }
+        let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
+        let drained = dispatcher.drain(None, deadline, || {});
+        consumer.context().commit_now(consumer, None);
+        let _ = dispatcher
+            .producer()
+            .flush(deadline.saturating_duration_since(Instant::now()));
+        tracing::info!(drained, "stopped");
+        match ended {
+            source::Ended::Stopped => Ok(self.summary(drained)),
+            source::Ended::Fatal(why) => Err(PipelineError::Fatal(why)),
+        }
+    }
+
+    fn summary(&self, drained: bool) -> RunSummary {
+        RunSummary {
+            decisions: self.metrics.snapshot(),
+            drained,
+        }
+    }
+}
+
+/// Calls `connect` until it succeeds or `timeout` has passed; `None` when
+/// stopped meanwhile.
+fn connect_with_retry<T, E: std::fmt::Display>(
+    timeout: Duration,
+    shutdown: &Shutdown,
+    mut connect: impl FnMut(Duration) -> Result<T, E>,
+) -> Result<Option<T>, E> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connect(left.max(Duration::from_millis(100))) {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "broker not reachable yet");
+                if shutdown.is_triggered() {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+fn warn_missing_topics(consumer: &GateConsumer, s: &Settings) {
+    let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(5)) else {
+        return;
+    };
+    let t = &s.topics;
+    for name in [&t.outbound, &t.approved, &t.quarantine, &t.deferred] {
+        if !md
+            .topics()
+            .iter()
+            .any(|mt| mt.name() == name && mt.error().is_none())
+        {
+            tracing::warn!(topic = %name, "topic does not exist (yet); records for it wait and are retried");
+        }
+    }
+}

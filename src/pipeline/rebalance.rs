@@ -1,0 +1,210 @@
+//! The group consumer's context: rebalances, commits, broker health, lag.
+//!
+//! On revoke (inside librdkafka's rebalance callback, before the partitions
+//! are released) the gate stops taking their records — the consumer thread
+//! is in here, so nothing new is polled — waits for their in-flight records
+//! to be acknowledged (the producer thread keeps delivering meanwhile),
+//! re-sending failures, for at most `pipeline.drain_timeout_secs`, commits
+//! the acknowledged prefix synchronously, then lets them go. A partition
+//! whose assignment was lost (session timed out) is not committed: its new
+//! owner already has it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, config::RDKafkaLogLevel};
+
+use super::flight::{Dispatcher, Flight};
+use crate::metrics::Metrics;
+
+pub struct GateContext {
+    pub(crate) flight: Arc<Flight>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// `topics.outbound`: the only topic this consumer is subscribed to.
+    pub(crate) topic: String,
+    pub(crate) drain_timeout: Duration,
+    /// Set once start-up succeeded; before that, errors are the caller's.
+    pub(crate) started: AtomicBool,
+    /// Counts assignments, so a paused consumer pauses new partitions too.
+    pub(crate) assignments: AtomicU64,
+}
+
+pub type GateConsumer = BaseConsumer<GateContext>;
+
+impl GateContext {
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    /// Commits the acknowledged prefix of `partitions` (all when `None`)
+    /// synchronously. Used on revoke and at shutdown.
+    pub(crate) fn commit_now(&self, consumer: &GateConsumer, partitions: Option<&[i32]>) {
+        let mut tpl = TopicPartitionList::new();
+        let positions: Vec<(i32, i64)> = self
+            .flight
+            .to_commit()
+            .into_iter()
+            .filter(|(p, _)| partitions.is_none_or(|ps| ps.contains(p)))
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        for (p, o) in &positions {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for (p, o) in positions {
+                    self.flight.committed(p, o);
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                tracing::warn!(error = %e, "offset commit failed; the records will be read again");
+            }
+        }
+    }
+
+    /// Sends an asynchronous commit of every position that moved.
+    pub(crate) fn commit_async(&self, consumer: &GateConsumer) {
+        let positions = self.flight.to_commit();
+        if positions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &positions {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            self.metrics.commit_failed();
+            tracing::debug!(error = %e, "offset commit not sent");
+        }
+    }
+
+    fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList) {
+        let partitions = self.partitions_of(tpl);
+        self.metrics.rebalanced("revoke");
+        if consumer.assignment_lost() {
+            tracing::warn!(
+                ?partitions,
+                "assignment lost; partitions released without commit"
+            );
+        } else {
+            let deadline = Instant::now() + self.drain_timeout;
+            let drained = self.dispatcher.drain(Some(&partitions), deadline, || {});
+            self.commit_now(consumer, Some(&partitions));
+            tracing::info!(?partitions, drained, "partitions revoked");
+        }
+        for p in partitions {
+            self.flight.revoke(p);
+            self.metrics.partition_released(p);
+        }
+    }
+
+    fn on_assign(&self, tpl: &TopicPartitionList) {
+        self.metrics.rebalanced("assign");
+        self.assignments.fetch_add(1, Ordering::Relaxed);
+        let partitions = self.partitions_of(tpl);
+        for p in &partitions {
+            self.flight.assign(*p);
+        }
+        tracing::info!(?partitions, "partitions assigned");
+    }
+}
+
+impl ClientContext for GateContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::kafka::log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if super::kafka::is_all_brokers_down(&error) {
+            if self.metrics.is_broker_up() && self.started.load(Ordering::Relaxed) {
+                tracing::warn!(reason, "all brokers are down; retrying");
+            }
+            self.metrics.broker_reachable(false);
+        } else {
+            tracing::debug!(error = %error, reason, "consumer error");
+        }
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let learned: Vec<_> = stats.brokers.values().filter(|b| b.nodeid >= 0).collect();
+        let up = if learned.is_empty() {
+            stats.brokers.values().any(|b| b.state == "UP")
+        } else {
+            learned.iter().any(|b| b.state == "UP")
+        };
+        if up != self.metrics.is_broker_up() && self.started.load(Ordering::Relaxed) {
+            if up {
+                tracing::info!("broker reachable again");
+            } else {
+                tracing::warn!("no broker reachable; retrying");
+            }
+        }
+        self.metrics.broker_reachable(up);
+        if let Some(topic) = stats.topics.get(&self.topic) {
+            for p in topic.partitions.values() {
+                if p.partition < 0 || !self.flight.is_assigned(p.partition) || p.hi_offset < 0 {
+                    continue;
+                }
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.committed_offset
+                };
+                if position >= 0 {
+                    self.metrics
+                        .lag(p.partition, (p.hi_offset - position).max(0));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GateContext {
+    fn pre_rebalance(&self, consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.on_revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                self.metrics.rebalanced("error");
+                tracing::warn!(error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.on_assign(tpl);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                for e in offsets.elements() {
+                    if e.topic() == self.topic && e.error().is_ok() {
+                        if let Offset::Offset(o) = e.offset() {
+                            self.flight.committed(e.partition(), o);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                tracing::debug!(error = %e, "asynchronous offset commit failed; retried at the next interval");
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The consume loop: poll `topics.outbound`, decide, route, produce, and
+//! commit the acknowledged prefix of each partition periodically.
+//!
+//! Backpressure: when `pipeline.max_in_flight` records are unacknowledged
+//! the assigned partitions are paused (the loop keeps polling, so the group
+//! membership and rebalances are still served) and resumed when there is
+//! room again. A record is never skipped: a failed delivery is produced
+//! again; a record that cannot be parsed is quarantined as `malformed`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::flight::Pending;
+use super::gate_state::GateState;
+use super::rebalance::GateConsumer;
+use super::route;
+use super::shutdown::Shutdown;
+use crate::config::Settings;
+use crate::decision::{Decision, Outcome, Source};
+use crate::event::OutboundSms;
+use crate::mask;
+use crate::policy::Policy;
+
+/// How often decided message ids and cap entries past their window are dropped.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+pub(crate) struct Intake<'a> {
+    pub consumer: &'a GateConsumer,
+    pub policy: &'a Policy,
+    pub state: &'a GateState,
+    pub settings: &'a Settings,
+}
+
+/// How the loop ended.
+pub(crate) enum Ended {
+    Stopped,
+    Fatal(String),
+}
+
+impl Intake<'_> {
+    pub fn run(&self, shutdown: &Shutdown) -> Ended {
+        let ctx = self.consumer.context();
+        let commit_every = Duration::from_millis(self.settings.pipeline.commit_interval_ms);
+        let max_in_flight = self.settings.pipeline.max_in_flight;
+        let keep = self.policy.dedup_window().max(self.policy.cap_window());
+        let mut last_commit = Instant::now();
+        let mut last_prune = Instant::now();
+        let mut paused_at: Option<u64> = None;
+        while !shutdown.is_triggered() {
+            if let Some(why) = ctx.flight.fatal() {
+                return Ended::Fatal(why);
+            }
+            ctx.dispatcher.resend_due();
+            if last_commit.elapsed() >= commit_every {
+                last_commit = Instant::now();
+                ctx.commit_async(self.consumer);
+            }
+            if last_prune.elapsed() >= PRUNE_INTERVAL {
+                last_prune = Instant::now();
+                self.state.prune(Utc::now(), keep);
+            }
+            let full = ctx.flight.pending_total() >= max_in_flight;
+            let generation = ctx.assignments.load(Ordering::Relaxed);
+            if full && paused_at != Some(generation) {
+                self.set_paused(true);
+                paused_at = Some(generation);
+            } else if !full && paused_at.is_some() {
+                self.set_paused(false);
+                paused_at = None;
+            }
+            let timeout = if full {
+                Duration::from_millis(20)
+            } else {
+                Duration::from_millis(100)
+            };
+            match self.consumer.poll(timeout) {
+                None => {}
+                Some(Ok(message)) => self.process(&message),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) if super::kafka::is_fatal(&e) => {
+                    return Ended::Fatal(format!("consumer: {e}"));
+                }
+                Some(Err(e)) => {
+                    ctx.metrics.consumer_error("poll");
+                    tracing::debug!(error = %e, "consumer error");
+                }
+            }
+        }
+        Ended::Stopped
+    }
+
+    fn set_paused(&self, pause: bool) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, pause, "pause/resume failed");
+        }
+    }
+
+    fn process(&self, m: &BorrowedMessage<'_>) {
+        let polled_at = Instant::now();
+        let ctx = self.consumer.context();
+        let (partition, offset) = (m.partition(), m.offset());
+        ctx.metrics.consumed(m.topic());
+        let Some(epoch) = ctx.flight.take(partition, offset) else {
+            // Not (or no longer) ours: the owner reads it from the committed offset.
+            return;
+        };
+        let value = m.payload().unwrap_or_default();
+        let (event, decision) = self.state.decide(self.policy, value, Utc::now());
+        ctx.metrics.decided(&decision, polled_at.elapsed());
+        let source = Source {
+            topic: m.topic().to_string(),
+            partition,
+            offset,
+        };
+        log_decision(&decision, event.as_ref(), &source);
+        let out = route::route(&self.settings.topics, &decision, value, &source);
+        ctx.dispatcher.send(
+            &out,
+            m.key(),
+            Box::new(Pending {
+                partition,
+                epoch,
+                offset,
+                polled_at,
+            }),
+        );
+    }
+}
+
+/// One info line per quarantined event; deferred ones at debug, approved
+/// ones at trace. The number is masked, the body never logged.
+fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Source) {
+    let to = event
+        .map(|e| mask::phone(&e.to))
+        .unwrap_or_else(|| "-".into());
+    let message_id = decision.message_id.as_deref().unwrap_or("-");
+    let reasons = || {
+        decision
+            .reasons
+            .iter()
+            .map(|r| r.code.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match decision.outcome {
+        Outcome::Reject => tracing::info!(
+            message_id,
+            to,
+            partition = source.partition,
+            offset = source.offset,
+            outcome = "reject",
+            reasons = reasons(),
+            "quarantined"
+        ),
+        Outcome::Defer => tracing::debug!(
+            message_id,
+            to,
+            partition = source.partition,
+            offset = source.offset,
+            outcome = "defer",
+            reasons = reasons(),
+            "deferred"
+        ),
+        Outcome::Approve => tracing::trace!(
+            message_id,
+            partition = source.partition,
+            offset = source.offset,
+            "approved"
+        ),
+    }
+}

@@ -1,0 +1,129 @@
+//! Rebalance: while a live stream flows through one gate, a second instance
+//! joins the same consumer group, takes some partitions and decides records,
+//! then leaves on SIGTERM. Both use dynamic membership (no
+//! `group_instance_id`), so the join and the leave each rebalance the group
+//! at once. No input may be lost; duplicates are printed.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::broker::Broker;
+use support::events::{self, Case};
+use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics, metric_sum};
+use support::kafka::{self, Collector, Record};
+use support::verify::{Delivery, verify};
+
+const EVENTS: usize = 30_000;
+
+fn consumed(gate: &Gate) -> f64 {
+    gate.get("/metrics")
+        .and_then(|(_, text)| metric_sum(&text, smsgate::metrics::EVENTS_CONSUMED))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
+    let broker = Broker::shared();
+    let topics = Topics::unique(broker, "rebalance");
+    let cases = events::clean_stream(&topics.group, EVENTS);
+    let records: Vec<Record> = cases.iter().map(|c| c.record.clone()).collect();
+
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let config = GateConfig::new(broker, &topics);
+    let mut first = Gate::start(&config, "rebalance-a");
+    first.wait_ready(Duration::from_secs(60));
+    // ~2,500 events/s for ~12 s: long enough for a join and a leave.
+    let producer = kafka::produce_paced(
+        &broker.bootstrap(),
+        &topics.outbound,
+        records,
+        250,
+        Duration::from_millis(100),
+    );
+    let started = Instant::now();
+
+    let joined_at = EVENTS / 5;
+    assert!(
+        support::wait_until(Duration::from_secs(120), Duration::from_millis(10), || {
+            collector.count() >= joined_at
+        }),
+        "stream stalled before {joined_at} decisions; log:\n{}",
+        first.log_tail()
+    );
+    let mut second = Gate::start(&config, "rebalance-b");
+    second.wait_ready(Duration::from_secs(60));
+    eprintln!(
+        "[rebalance] second instance ready at {:.1?} after {} decisions",
+        started.elapsed(),
+        collector.count()
+    );
+    let took_part =
+        support::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            consumed(&second) > 0.0
+        });
+    assert!(
+        took_part,
+        "the second instance never consumed a record (no rebalance?); log:\n{}",
+        second.log_tail()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let by_second = consumed(&second);
+    let status = second.sigterm(Duration::from_secs(40)).unwrap_or_else(|| {
+        panic!(
+            "second instance did not exit after SIGTERM; log:\n{}",
+            second.log_tail()
+        )
+    });
+    eprintln!(
+        "[rebalance] second instance consumed {by_second} events, left at {:.1?} after {} decisions: exit {status}",
+        started.elapsed(),
+        collector.count()
+    );
+    assert_eq!(status.code(), Some(0), "second instance exit code");
+
+    let positions = producer.join().expect("producer thread");
+    let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
+    let took = collector.wait_for(&positions, Duration::from_secs(300), Duration::from_secs(3));
+    let verdict = verify(
+        &topics.outbound,
+        &inputs,
+        &collector.outputs(),
+        Delivery::AtLeastOnce,
+    );
+    verdict.print("rebalance");
+    eprintln!(
+        "[rebalance] {} inputs: {} duplicates across join and leave, all decided after {:.1?}",
+        positions.len(),
+        verdict.duplicates,
+        started.elapsed()
+    );
+    assert!(
+        took.is_some(),
+        "inputs lost; first gate log:\n{}",
+        first.log_tail()
+    );
+    verdict.assert_ok();
+
+    let ends = kafka::ends(&positions);
+    let committed = kafka::wait_committed(
+        &broker.bootstrap(),
+        &topics.group,
+        &topics.outbound,
+        OUTBOUND_PARTITIONS,
+        &ends,
+        Duration::from_secs(30),
+    );
+    for (p, end) in &ends {
+        assert_eq!(
+            committed[p],
+            Some(*end),
+            "partition {p}: committed offset is not the end"
+        );
+    }
+    let status = first
+        .sigterm(Duration::from_secs(30))
+        .expect("exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "first instance exit code");
+}
