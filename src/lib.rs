@@ -14,6 +14,7 @@ pub mod check;
 pub mod config;
 pub mod consent;
 pub mod decision;
+pub mod demo;
 pub mod event;
 pub mod logging;
 pub mod mask;

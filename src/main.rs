@@ -29,6 +29,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the gate on an in-process mock Kafka with generated events.
+    Demo {
+        /// Outbound events to generate.
+        #[arg(long, default_value_t = 5000)]
+        events: u64,
+        /// Stop after this many seconds even if not every event is decided.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Configuration file (log, metrics and topic settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Decide NDJSON events from stdin, one decision per line on stdout.
     Check {
         #[arg(long)]
@@ -83,6 +95,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &format!("healthcheck: {e}")),
             }
         }
+        Command::Demo {
+            events,
+            duration,
+            config,
+        } => demo(smsgate::demo::DemoOptions {
+            events,
+            duration: std::time::Duration::from_secs(duration),
+            config,
+        }),
         Command::Check {
             config,
             senders,
@@ -186,6 +207,27 @@ fn healthcheck(listen: &str, path: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{path} on {addr} answered {status}"))
+    }
+}
+
+/// `smsgate demo`: exit 0 when it ran (finished or cut at --duration).
+fn demo(opts: smsgate::demo::DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let mut out = std::io::stdout();
+        smsgate::demo::run(opts, &mut out).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
     }
 }
 

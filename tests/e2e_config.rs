@@ -180,5 +180,5 @@ fn an_unreachable_broker_ends_start_up_within_the_timeout() {
         "took {:.1?}, over the 3 s start-up timeout (+10 s grace)",
         o.took
     );
-    assert_one_line(&o, "broker");
+    assert_one_line(&o, &format!("127.0.0.1:{port}"));
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deploy_common::{Exported, dashboard_expressions, json_document, promql_metric_names, repo_path, yaml_document};
+use deploy_common::{
+    Exported, dashboard_expressions, json_document, promql_metric_names, repo_path, yaml_document,
+};
 use serde_json::Value;
 use support::broker::{Broker, free_port};
 use support::events::{self, Expect};
@@ -39,7 +41,11 @@ fn binary(name: &str) -> PathBuf {
         return PathBuf::from(path);
     }
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     on_path
         .into_iter()
@@ -103,12 +109,16 @@ impl Prometheus {
         )
         .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = support::process::work_dir("prometheus").join(format!("prometheus-{}.log", addr.port()));
+        let log = support::process::work_dir("prometheus")
+            .join(format!("prometheus-{}.log", addr.port()));
         let file = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(&binary);
         command
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--storage.tsdb.retention.time=1h")
             .arg("--log.level=warn")
@@ -117,11 +127,21 @@ impl Prometheus {
             .stderr(file);
         let child = support::process::spawn(command)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", binary.display()));
-        let prometheus = Prometheus { _child: child, addr, log, _dir: dir };
-        let ready = support::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-            http_get(addr, "/-/ready").is_some_and(|(status, _)| status == 200)
-        });
-        assert!(ready, "Prometheus not ready within 30 s; log:\n{}", prometheus.log_tail());
+        let prometheus = Prometheus {
+            _child: child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let ready =
+            support::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+                http_get(addr, "/-/ready").is_some_and(|(status, _)| status == 200)
+            });
+        assert!(
+            ready,
+            "Prometheus not ready within 30 s; log:\n{}",
+            prometheus.log_tail()
+        );
         prometheus
     }
 
@@ -131,10 +151,15 @@ impl Prometheus {
 
     /// GET an API path; the `data` of a successful answer.
     fn api(&self, path_and_query: &str) -> Result<Value, String> {
-        let (status, body) = http_get(self.addr, path_and_query).ok_or("no answer from Prometheus")?;
-        let json: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
+        let (status, body) =
+            http_get(self.addr, path_and_query).ok_or("no answer from Prometheus")?;
+        let json: Value =
+            serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
         if json["status"] != "success" {
-            return Err(format!("HTTP {status}: {} {}", json["errorType"], json["error"]));
+            return Err(format!(
+                "HTTP {status}: {} {}",
+                json["errorType"], json["error"]
+            ));
         }
         Ok(json["data"].clone())
     }
@@ -152,9 +177,16 @@ impl Prometheus {
             .map(|s| {
                 let labels = s["metric"]
                     .as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let value = s["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                let value = s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
                 (labels, value)
             })
             .collect())
@@ -162,7 +194,9 @@ impl Prometheus {
 
     /// The single value of `promql`, or None while it has no series.
     fn value(&self, promql: &str) -> Option<f64> {
-        let result = self.query(promql).unwrap_or_else(|e| panic!("query {promql:?}: {e}"));
+        let result = self
+            .query(promql)
+            .unwrap_or_else(|e| panic!("query {promql:?}: {e}"));
         assert!(result.len() <= 1, "{promql:?} has {} series", result.len());
         result.first().map(|(_, v)| *v)
     }
@@ -181,7 +215,9 @@ impl Prometheus {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -198,7 +234,12 @@ fn policy_version_of_check() -> String {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&event.record.value).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&event.record.value)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
     decision["policy_version"].as_str().unwrap().to_string()
@@ -220,7 +261,11 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
     let broker = Broker::shared();
     let topics = Topics::unique(broker, "prom");
     let workload = events::mix(&topics.group, EVENTS);
-    let approve = workload.outbound.iter().filter(|c| c.expect == Expect::Approve).count();
+    let approve = workload
+        .outbound
+        .iter()
+        .filter(|c| c.expect == Expect::Approve)
+        .count();
     let reject = EVENTS - approve;
     let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
     for case in &workload.outbound {
@@ -243,7 +288,11 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
             .and_then(|(_, body)| metric_sum(&body, "smsgate_decisions_total"))
             .is_some_and(|n| n as usize >= EVENTS)
     });
-    assert!(decided, "the gate did not decide {EVENTS} events; log:\n{}", gate.log_tail());
+    assert!(
+        decided,
+        "the gate did not decide {EVENTS} events; log:\n{}",
+        gate.log_tail()
+    );
     let total = r#"sum(smsgate_decisions_total{job="smsgate"})"#;
     let scraped = support::wait_until(Duration::from_secs(30), Duration::from_millis(250), || {
         prometheus.value(total) == Some(EVENTS as f64)
@@ -256,10 +305,22 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
     );
 
     // Is it up?
-    assert_eq!(prometheus.value(r#"up{job="smsgate"}"#), Some(1.0), "the target is up");
-    assert_eq!(prometheus.value(r#"smsgate_ready{job="smsgate"}"#), Some(1.0));
-    assert_eq!(prometheus.value(r#"smsgate_broker_up{job="smsgate"}"#), Some(1.0));
-    let versions = prometheus.query(r#"smsgate_policy_info{job="smsgate"}"#).unwrap();
+    assert_eq!(
+        prometheus.value(r#"up{job="smsgate"}"#),
+        Some(1.0),
+        "the target is up"
+    );
+    assert_eq!(
+        prometheus.value(r#"smsgate_ready{job="smsgate"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        prometheus.value(r#"smsgate_broker_up{job="smsgate"}"#),
+        Some(1.0)
+    );
+    let versions = prometheus
+        .query(r#"smsgate_policy_info{job="smsgate"}"#)
+        .unwrap();
     assert_eq!(versions.len(), 1, "one policy version: {versions:?}");
     assert_eq!(versions[0].1, 1.0);
     assert_eq!(
@@ -270,10 +331,22 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
 
     // Is it keeping up? Everything consumed was decided and delivered.
     let consumed = prometheus.by("topic", r#"smsgate_events_consumed_total{job="smsgate"}"#);
-    assert_eq!(consumed.get(&topics.outbound), Some(&(EVENTS as f64)), "consumed: {consumed:?}");
+    assert_eq!(
+        consumed.get(&topics.outbound),
+        Some(&(EVENTS as f64)),
+        "consumed: {consumed:?}"
+    );
     let produced = prometheus.by("topic", r#"smsgate_produced_total{job="smsgate"}"#);
-    assert_eq!(produced.get(&topics.approved).copied().unwrap_or(0.0), approve as f64, "produced: {produced:?}");
-    assert_eq!(produced.get(&topics.quarantine).copied().unwrap_or(0.0), reject as f64, "produced: {produced:?}");
+    assert_eq!(
+        produced.get(&topics.approved).copied().unwrap_or(0.0),
+        approve as f64,
+        "produced: {produced:?}"
+    );
+    assert_eq!(
+        produced.get(&topics.quarantine).copied().unwrap_or(0.0),
+        reject as f64,
+        "produced: {produced:?}"
+    );
     for histogram in ["smsgate_processing_seconds", "smsgate_end_to_end_seconds"] {
         assert_eq!(
             prometheus.value(&format!(r#"sum({histogram}_count{{job="smsgate"}})"#)),
@@ -285,17 +358,35 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
         prometheus.value(r#"sum(smsgate_in_flight{job="smsgate"})"#) == Some(0.0)
             && prometheus.value(r#"sum(smsgate_consumer_lag{job="smsgate"})"#) == Some(0.0)
     });
-    assert!(settled, "in flight and lag return to 0 once everything is delivered");
+    assert!(
+        settled,
+        "in flight and lag return to 0 once everything is delivered"
+    );
 
     // What is it rejecting and why?
     let outcomes = prometheus.by("outcome", r#"smsgate_decisions_total{job="smsgate"}"#);
-    assert_eq!(outcomes.get("approve"), Some(&(approve as f64)), "outcomes: {outcomes:?}");
-    assert_eq!(outcomes.get("reject"), Some(&(reject as f64)), "outcomes: {outcomes:?}");
-    assert_eq!(outcomes.get("defer").copied().unwrap_or(0.0), 0.0, "outcomes: {outcomes:?}");
+    assert_eq!(
+        outcomes.get("approve"),
+        Some(&(approve as f64)),
+        "outcomes: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get("reject"),
+        Some(&(reject as f64)),
+        "outcomes: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get("defer").copied().unwrap_or(0.0),
+        0.0,
+        "outcomes: {outcomes:?}"
+    );
     let reasons = prometheus.by("code", r#"smsgate_reasons_total{job="smsgate"}"#);
     for (code, n) in &codes {
         let seen = reasons.get(*code).copied().unwrap_or(0.0);
-        assert!(seen >= *n as f64, "reason {code}: {seen} counted, {n} events expect it; all: {reasons:?}");
+        assert!(
+            seen >= *n as f64,
+            "reason {code}: {seen} counted, {n} events expect it; all: {reasons:?}"
+        );
     }
 
     // Every name the live gate exports is one src/metrics names.
@@ -307,7 +398,10 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
         .filter_map(|(labels, _)| labels.get("__name__").cloned())
         .collect();
     let undeclared: Vec<&String> = live.iter().filter(|n| !exported.exports(n)).collect();
-    assert!(undeclared.is_empty(), "live series missing from the metric names file: {undeclared:?}");
+    assert!(
+        undeclared.is_empty(),
+        "live series missing from the metric names file: {undeclared:?}"
+    );
 
     // Every dashboard query evaluates against the live series; the ones over
     // metrics this run moved return data.
@@ -325,34 +419,62 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
         let all_live = names.iter().all(|n| live.contains(n) || n == "up");
         if result.is_empty() {
             empty.push(place.clone());
-            assert!(!all_live, "{place}: {expanded:?} returns nothing although its series are live");
+            assert!(
+                !all_live,
+                "{place}: {expanded:?} returns nothing although its series are live"
+            );
         }
     }
-    eprintln!("[prometheus] dashboard queries without data in this run (metrics not moved): {empty:?}");
+    eprintln!(
+        "[prometheus] dashboard queries without data in this run (metrics not moved): {empty:?}"
+    );
     eprintln!(
         "[prometheus] metrics the dashboard/alerts use that this gate has not exported yet: {:?}",
-        exported.names.iter().filter(|n| !live.contains(*n)).collect::<Vec<_>>()
+        exported
+            .names
+            .iter()
+            .filter(|n| !live.contains(*n))
+            .collect::<Vec<_>>()
     );
 
     // The alert rules load and evaluate without error, and none fires.
-    let evaluated = support::wait_until(Duration::from_secs(10), Duration::from_millis(250), || {
-        prometheus.api("/api/v1/rules").is_ok_and(|data| {
-            data["groups"]
-                .as_array()
-                .is_some_and(|g| g.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).all(|r| r["health"] == "ok"))
-        })
-    });
+    let evaluated =
+        support::wait_until(Duration::from_secs(10), Duration::from_millis(250), || {
+            prometheus.api("/api/v1/rules").is_ok_and(|data| {
+                data["groups"].as_array().is_some_and(|g| {
+                    g.iter()
+                        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                        .all(|r| r["health"] == "ok")
+                })
+            })
+        });
     let rules = prometheus.api("/api/v1/rules").unwrap();
-    let rules: Vec<&Value> = rules["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let rules: Vec<&Value> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
     let shipped = deploy_common::alert_rules(&yaml_document("deploy/prometheus/alerts.yml")).len();
     assert_eq!(rules.len(), shipped, "every shipped rule is loaded");
     assert!(
         evaluated,
         "rules with evaluation errors: {:?}",
-        rules.iter().filter(|r| r["health"] != "ok").map(|r| (&r["name"], &r["lastError"])).collect::<Vec<_>>()
+        rules
+            .iter()
+            .filter(|r| r["health"] != "ok")
+            .map(|r| (&r["name"], &r["lastError"]))
+            .collect::<Vec<_>>()
     );
-    let firing: Vec<&Value> = rules.iter().filter(|r| r["state"] == "firing").map(|r| &r["name"]).collect();
-    assert!(firing.is_empty(), "alerts firing on a healthy gate: {firing:?}");
+    let firing: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["state"] == "firing")
+        .map(|r| &r["name"])
+        .collect();
+    assert!(
+        firing.is_empty(),
+        "alerts firing on a healthy gate: {firing:?}"
+    );
 
     gate.sigterm(Duration::from_secs(30));
 }

@@ -44,6 +44,8 @@ pub struct ConsentFeed {
     state: Arc<GateState>,
     metrics: Arc<Metrics>,
     assigned: HashSet<i32>,
+    /// Partition → next offset to read, for re-assigning.
+    next: HashMap<i32, i64>,
     /// Partition → end offset seen at start, until reached.
     targets: HashMap<i32, i64>,
     last_refresh: Instant,
@@ -66,6 +68,7 @@ impl ConsentFeed {
             state,
             metrics,
             assigned: HashSet::new(),
+            next: HashMap::new(),
             targets: HashMap::new(),
             last_refresh: Instant::now(),
         };
@@ -97,17 +100,25 @@ impl ConsentFeed {
             .collect())
     }
 
+    /// Adds partitions not read yet (from the beginning); the ones already
+    /// read continue from their positions.
     fn assign_new(&mut self, partitions: &[i32]) -> Result<(), KafkaError> {
+        if partitions.iter().all(|p| self.assigned.contains(p)) {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
-            if self.assigned.insert(*p) {
-                tpl.add_partition_offset(&self.topic, *p, Offset::Beginning)?;
-            }
+            self.assigned.insert(*p);
         }
-        if tpl.count() > 0 {
-            self.consumer.incremental_assign(&tpl)?;
+        for p in &self.assigned {
+            let from = self
+                .next
+                .get(p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(&self.topic, *p, from)?;
         }
-        Ok(())
+        // Without a group, only a full assign is allowed.
+        self.consumer.assign(&tpl)
     }
 
     fn check_caught_up(&self) {
@@ -154,6 +165,7 @@ impl ConsentFeed {
                 Some(Ok(m)) => {
                     let (partition, offset) = (m.partition(), m.offset());
                     self.apply(m.payload());
+                    self.next.insert(partition, offset + 1);
                     self.reached(partition, offset + 1);
                 }
             }

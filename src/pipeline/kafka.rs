@@ -54,9 +54,14 @@ pub fn group_consumer(settings: &Settings) -> ClientConfig {
 }
 
 /// The reader of `topics.consent`: every partition from the beginning, no
-/// group, no commits.
+/// group membership, no commits. (librdkafka needs a `group.id` for manual
+/// assignment; it is never joined nor committed to.)
 pub fn consent_reader(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
+    c.set(
+        "group.id",
+        format!("{}.consent-reader", settings.kafka.group_id),
+    );
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "true");
     c.set_if_absent("isolation.level", "read_committed");
