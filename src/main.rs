@@ -63,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Probe a running gate: GET /healthz (or /readyz) on metrics.listen; exit 0 when it answers 200.
+    Healthcheck {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Probe /readyz instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,14 +84,6 @@ enum PolicyCommand {
         senders: Vec<PathBuf>,
         /// Pack files to check (default: the configured packs).
         files: Vec<PathBuf>,
-    },
-    /// Probe a running gate: GET /healthz (or /readyz) on metrics.listen; exit 0 when it answers 200.
-    Healthcheck {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Probe /readyz instead of /healthz.
-        #[arg(long)]
-        ready: bool,
     },
 }
 
