@@ -109,11 +109,14 @@ proptest! {
         let mut naive = Naive::default();
         let mut table = ConsentTable::new();
         let mut memory = MemoryState::new();
+        let mut from_bytes = ConsentTable::new();
         for e in &history {
             naive.apply(e.clone());
             table.apply(e);
             memory.apply_consent(e.clone());
+            from_bytes.apply_bytes(e.to_json().as_bytes()).unwrap();
         }
+        prop_assert_eq!(naive.ignored_without_evidence, from_bytes.ignored_without_evidence());
         prop_assert_eq!(naive.ignored_without_evidence, table.ignored_without_evidence());
         prop_assert_eq!(naive.ignored_without_evidence, memory.ignored_without_evidence);
         for to in RECIPIENTS {
@@ -128,6 +131,7 @@ proptest! {
                             "{} {} {:?} personalized={}", to, sender, category, personalized
                         );
                         prop_assert_eq!(&expected, &evaluate(&ev, &memory, now));
+                        prop_assert_eq!(&expected, &evaluate(&ev, &from_bytes, now));
                     }
                 }
             }
@@ -181,4 +185,28 @@ fn an_opt_out_after_an_opt_in_revokes_marketing_only_for_that_sender() {
     );
     assert_eq!(to_a.consent.map(|c| c.0.as_str()), Some("consent.revoked"));
     assert_eq!(to_b.consent, None);
+}
+
+#[test]
+fn apply_bytes_accepts_and_rejects_exactly_what_the_consent_parser_does() {
+    for json in [
+        r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T10:00:00Z","source":"x","evidence_id":"e","expires_at":null}"#,
+        r#"{"to":"+8613812345678","action":"opt_out","scope":"all","sender":"*","at":"2026-10-01T10:00:00+08:00","source":"reply:TD","extra":1}"#,
+        r#"{"to":"+86\u00313812345678","action":"opt_out","scope":"all","sender":"\u0061","at":"2026-10-01T10:00:00Z","source":"x"}"#,
+        r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T10:00:00Z","source":"x","evidence_id":""}"#,
+        r#"{"to":"13812345678","action":"opt_out","scope":"all","sender":"*","at":"2026-10-01T10:00:00Z","source":"x"}"#,
+        r#"{"to":"+8613812345678","action":"opt_out","scope":"all","sender":"","at":"2026-10-01T10:00:00Z","source":"x"}"#,
+        r#"{"to":"+8613812345678","action":"opt_out","scope":"all","sender":"*","at":"2026-10-01T10:00:00Z"}"#,
+        r#"{"to":"+8613812345678","action":"maybe","scope":"all","sender":"*","at":"2026-10-01T10:00:00Z","source":"x"}"#,
+        r#"{"to":"+8613812345678","action":"opt_out","scope":"all","sender":"*","at":"yesterday","source":"x"}"#,
+        "not json",
+    ] {
+        let parsed = ConsentEvent::parse(json.as_bytes());
+        let mut table = ConsentTable::new();
+        let applied = table.apply_bytes(json.as_bytes());
+        assert_eq!(parsed.is_ok(), applied.is_ok(), "{json}");
+        if let Ok(e) = parsed {
+            assert_eq!(e.counts(), table.recipients() == 1, "{json}");
+        }
+    }
 }

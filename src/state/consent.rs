@@ -25,14 +25,17 @@
 //! Folding depends only on the set of events, not their arrival order, so a
 //! late-arriving older event changes nothing (CONTRACT §3).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use crate::consent::{
     ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope, SenderScope,
 };
+use crate::event::is_e164;
 use crate::policy::view::ConsentView;
 
 /// 2000-01-01T00:00:00Z in Unix milliseconds: compact times count from here.
@@ -197,6 +200,26 @@ fn fold(facts: &mut Vec<Fact>, new: Fact) {
     }
 }
 
+/// A consent record as on the topic, borrowing its strings where it can.
+#[derive(Deserialize)]
+struct RawConsent<'a> {
+    #[serde(borrow)]
+    to: Cow<'a, str>,
+    action: ConsentAction,
+    scope: ConsentScope,
+    #[serde(borrow)]
+    sender: Cow<'a, str>,
+    at: DateTime<Utc>,
+    /// Required by the contract, not kept.
+    #[allow(dead_code)]
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(default, borrow)]
+    evidence_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
 /// A recipient's facts: almost everyone has one, so it is stored inline.
 #[derive(Debug, Clone)]
 enum Facts {
@@ -320,9 +343,14 @@ impl ConsentTable {
             self.ignored_without_evidence += 1;
             return Applied::IgnoredWithoutEvidence;
         }
-        self.counted += 1;
         let fact = Fact::new(event, self.senders.intern(&event.sender));
-        let key = self.key(&event.to);
+        self.insert(&event.to, fact);
+        Applied::Counted
+    }
+
+    fn insert(&mut self, to: &str, fact: Fact) {
+        self.counted += 1;
+        let key = self.key(to);
         match self.recipients.get_mut(&key) {
             None => {
                 self.recipients.insert(key, Facts::One(fact));
@@ -336,12 +364,38 @@ impl ConsentTable {
                 };
             }
         }
-        Applied::Counted
     }
 
-    /// Parses and applies one record value from the consent topic.
+    /// Parses and applies one record value from the consent topic: the same
+    /// checks as [`ConsentEvent::parse`], without allocating the strings.
     pub fn apply_bytes(&mut self, value: &[u8]) -> Result<Applied, ConsentError> {
-        Ok(self.apply(&ConsentEvent::parse(value)?))
+        let raw: RawConsent<'_> =
+            serde_json::from_slice(value).map_err(|e| ConsentError(e.to_string()))?;
+        if !is_e164(&raw.to) {
+            return Err(ConsentError("to: not an E.164 number".into()));
+        }
+        if raw.sender.is_empty() {
+            return Err(ConsentError("sender: empty".into()));
+        }
+        let counts = raw.action == ConsentAction::OptOut
+            || raw.evidence_id.as_deref().is_some_and(|e| !e.is_empty());
+        if !counts {
+            self.ignored_without_evidence += 1;
+            return Ok(Applied::IgnoredWithoutEvidence);
+        }
+        let event = ConsentEvent {
+            to: String::new(),
+            action: raw.action,
+            scope: raw.scope,
+            sender: String::new(),
+            at: raw.at,
+            source: String::new(),
+            evidence_id: None,
+            expires_at: raw.expires_at,
+        };
+        let fact = Fact::new(&event, self.senders.intern(&raw.sender));
+        self.insert(&raw.to, fact);
+        Ok(Applied::Counted)
     }
 
     /// Recipients with at least one counted event.

@@ -8,6 +8,8 @@
 //! - `partition` holds one input partition's caps and duplicates, and
 //!   `changelog` the records that persist them.
 //! - `catchup` tracks restore progress for readiness.
+//! - `stores` puts the consent table and the partition states behind one
+//!   type: what the pipeline locks and decides against.
 //! - `deferred` indexes held messages on the deferred topic for release.
 
 pub mod catchup;
@@ -16,8 +18,10 @@ pub mod consent;
 pub mod deferred;
 pub mod memory;
 pub mod partition;
+pub mod stores;
 
 pub use consent::ConsentTable;
 pub use deferred::DeferredIndex;
 pub use memory::MemoryState;
 pub use partition::{GateView, PartitionState};
+pub use stores::{Decided, Stores};
