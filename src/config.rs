@@ -18,6 +18,9 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub pipeline: PipelineSettings,
+    /// Durable state (caps, duplicates, deferred); every key has a default.
+    #[serde(default)]
+    pub state: StateSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +44,11 @@ pub struct Topics {
     pub approved: String,
     pub quarantine: String,
     pub deferred: String,
+    /// The compacted changelog of caps and duplicates (same partition count
+    /// as `outbound`). Unset: `<kafka.group_id>.gate-state`, so the state
+    /// belongs to the consumer group that owns the partitions.
+    #[serde(default)]
+    pub changelog: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +82,27 @@ pub struct PipelineSettings {
     pub commit_interval_ms: u64,
     /// Pause before a record whose delivery failed is produced again.
     pub retry_backoff_ms: u64,
+}
+
+/// Durable state settings (`[state]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StateSettings {
+    /// How long restoring one partition's changelog may take before the gate
+    /// gives up on it and decides with what it has (logged as an error).
+    pub restore_timeout_secs: u64,
+    /// Consume `topics.inbound` and forward opt-out replies to
+    /// `topics.consent` (one forwarder per instance, in its own group).
+    pub forward_replies: bool,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            restore_timeout_secs: 120,
+            forward_replies: true,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +202,14 @@ impl Settings {
             return bad("pipeline.max_in_flight must be at least 1");
         }
         Ok(())
+    }
+
+    /// The changelog topic: `topics.changelog`, or `<group_id>.gate-state`.
+    pub fn changelog_topic(&self) -> String {
+        match &self.topics.changelog {
+            Some(t) if !t.trim().is_empty() => t.clone(),
+            _ => format!("{}.gate-state", self.kafka.group_id),
+        }
     }
 
     /// The policy source these settings name, plus extra registries.

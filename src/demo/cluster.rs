@@ -48,6 +48,11 @@ impl MockKafka {
         ] {
             self.cluster.create_topic(t, partitions, 1)?;
         }
+        // The mock cluster does not serve CreateTopics: the gate cannot
+        // create its changelog itself here.
+        if let Some(t) = &topics.changelog {
+            self.cluster.create_topic(t, partitions, 1)?;
+        }
         Ok(())
     }
 

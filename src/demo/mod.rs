@@ -90,7 +90,7 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     let senders =
         std::env::temp_dir().join(format!("smsgate-demo-senders-{}.toml", std::process::id()));
     std::fs::write(&senders, EXAMPLE_SENDERS)?;
-    let settings = settings_for(&opts, mock.bootstrap(), senders.clone())?;
+    let mut settings = settings_for(&opts, mock.bootstrap(), senders.clone())?;
     crate::logging::init(&settings.log).map_err(|e| DemoError::Config(e.to_string()))?;
     let policy = Policy::load(&PolicySource {
         senders: vec![senders.clone()],
@@ -98,6 +98,7 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     })
     .map_err(|e| DemoError::Config(e.to_string()))?;
     let _ = std::fs::remove_file(&senders);
+    settings.topics.changelog = Some(settings.changelog_topic());
     mock.create_topics(&settings.topics, 4)?;
 
     // Consent first, so the gate has it before it decides anything.

@@ -9,6 +9,7 @@
 
 pub mod names;
 pub mod server;
+mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     ready: IntGauge,
     broker_up: IntGauge,
+    /// Durable-state metrics (`state.rs`).
+    state: state::StateMetrics,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
     broker_reachable: AtomicBool,
@@ -183,6 +186,7 @@ impl Metrics {
                 BROKER_UP,
                 "1 while the consumer has a connection to a broker",
             ),
+            state: state::StateMetrics::register(&r),
             registry: r,
             consent_caught_up: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(true),
@@ -316,14 +320,16 @@ impl Metrics {
         self.refresh_ready();
     }
 
-    /// Ready: consent caught up, a broker reachable, not shutting down.
+    /// Ready: consent caught up, assigned partitions restored, a broker
+    /// reachable, not shutting down.
     pub fn is_ready(&self) -> bool {
         self.consent_caught_up.load(Ordering::SeqCst)
+            && self.state.is_restored()
             && self.broker_reachable.load(Ordering::SeqCst)
             && !self.stopping.load(Ordering::SeqCst)
     }
 
-    fn refresh_ready(&self) {
+    pub(crate) fn refresh_ready(&self) {
         self.ready.set(i64::from(self.is_ready()));
     }
 

@@ -20,8 +20,12 @@ use rdkafka::{ClientConfig, ClientContext, config::RDKafkaLogLevel};
 
 use super::gate_state::GateState;
 use super::shutdown::Shutdown;
+use chrono::Utc;
+
 use crate::consent::ConsentEvent;
+use crate::inbound;
 use crate::metrics::Metrics;
+use crate::state::consent::Applied;
 
 /// How often the topic's partition list is looked up again.
 const METADATA_REFRESH: Duration = Duration::from_secs(10);
@@ -49,6 +53,12 @@ pub struct ConsentFeed {
     /// Partition → end offset seen at start, until reached.
     targets: HashMap<i32, i64>,
     last_refresh: Instant,
+    /// When the feed started, for the consent restore time.
+    started: Instant,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl ConsentFeed {
@@ -71,6 +81,7 @@ impl ConsentFeed {
             next: HashMap::new(),
             targets: HashMap::new(),
             last_refresh: Instant::now(),
+            started: Instant::now(),
         };
         let partitions = feed.partitions(timeout)?;
         if partitions.is_empty() {
@@ -123,7 +134,9 @@ impl ConsentFeed {
 
     fn check_caught_up(&self) {
         if self.targets.is_empty() && !self.metrics.is_consent_caught_up() {
-            tracing::info!(topic = %self.topic, "consent caught up");
+            self.metrics
+                .state_restored("consent", self.started.elapsed());
+            tracing::info!(topic = %self.topic, ms = self.started.elapsed().as_millis() as u64, "consent caught up");
             self.metrics.consent_caught_up();
         }
     }
@@ -176,14 +189,19 @@ impl ConsentFeed {
         let Some(bytes) = payload else {
             return; // a tombstone (compaction), not an event
         };
-        match ConsentEvent::parse(bytes) {
-            Ok(event) => {
-                let (applied, recipients) = self.state.apply_consent(event);
-                if applied {
-                    self.metrics.consent_applied(recipients);
-                } else {
-                    self.metrics.consent_ignored("no_evidence");
+        match self.state.apply_consent_bytes(bytes) {
+            Ok((Applied::Counted, recipients)) => {
+                self.metrics.consent_applied(recipients);
+                // Opt-outs that came from a reply: how long since it arrived.
+                if contains(bytes, b"\"reply:")
+                    && let Ok(event) = ConsentEvent::parse(bytes)
+                    && let Some(seconds) = inbound::optout_latency(&event, Utc::now())
+                {
+                    self.metrics.optout_enforced(seconds);
                 }
+            }
+            Ok((Applied::IgnoredWithoutEvidence, _)) => {
+                self.metrics.consent_ignored("no_evidence");
             }
             Err(e) => {
                 self.metrics.consent_ignored("invalid");

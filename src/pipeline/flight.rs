@@ -8,7 +8,7 @@
 //! rebalance callback. [`Dispatcher`] sends records and re-sends failed ones.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,23 @@ pub struct Pending {
     pub offset: i64,
     /// When the input was polled, for the end-to-end histogram.
     pub polled_at: Instant,
+    /// Deliveries still outstanding for this input record (its output plus
+    /// its changelog entries), shared by their `Pending`s: the input offset
+    /// counts as acknowledged only when the last of them is. `None`: this
+    /// record is the only one.
+    pub outstanding: Option<Arc<AtomicUsize>>,
+    /// The partition to produce to (changelog records go to the partition
+    /// numbered like the input's); `None`: the partitioner picks by key.
+    pub to_partition: Option<i32>,
+}
+
+impl Pending {
+    /// True when this delivery completes its input record.
+    fn completes_input(&self) -> bool {
+        self.outstanding
+            .as_ref()
+            .is_none_or(|n| n.fetch_sub(1, Ordering::AcqRel) == 1)
+    }
 }
 
 /// A record whose delivery failed, waiting to be produced again.
@@ -38,7 +55,8 @@ struct Retry {
     pending: Box<Pending>,
     topic: String,
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    /// `None` for a tombstone.
+    payload: Option<Vec<u8>>,
     headers: Option<OwnedHeaders>,
     due: Instant,
 }
@@ -130,9 +148,11 @@ impl Flight {
     }
 
     fn on_delivered(&self, pending: &Pending, topic: &str) {
-        self.lock()
-            .tracker
-            .ack(&pending.partition, pending.epoch, pending.offset);
+        if pending.completes_input() {
+            self.lock()
+                .tracker
+                .ack(&pending.partition, pending.epoch, pending.offset);
+        }
         self.metrics.delivered(topic, pending.polled_at.elapsed());
         self.changed.notify_all();
     }
@@ -151,7 +171,7 @@ impl Flight {
             inner.retries.push_back(Retry {
                 topic,
                 key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                payload: message.payload().map(<[u8]>::to_vec),
                 headers: message.headers().cloned(),
                 due: Instant::now() + self.retry_backoff,
                 pending,
@@ -265,14 +285,39 @@ impl Dispatcher {
                 value: Some(value.as_bytes()),
             });
         }
+        let to_partition = pending.to_partition;
         let mut record = BaseRecord::with_opaque_to(out.topic, pending)
             .payload(&*out.payload)
             .headers(headers);
+        if let Some(p) = to_partition {
+            record = record.partition(p);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }
         self.metrics.sent();
         self.send_record(record, out.topic)
+    }
+
+    /// Hands one changelog record to the producer: `value: None` is a
+    /// tombstone (a null value, so compaction deletes the key).
+    pub fn send_changelog(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        pending: Box<Pending>,
+    ) {
+        let to_partition = pending.to_partition;
+        let mut record = BaseRecord::with_opaque_to(topic, pending).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if let Some(p) = to_partition {
+            record = record.partition(p);
+        }
+        self.metrics.sent();
+        self.send_record(record, topic)
     }
 
     fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Pending>>, topic: &str) {
@@ -295,7 +340,7 @@ impl Dispatcher {
                     let retry = Retry {
                         topic: topic.to_string(),
                         key: back.key.map(<[u8]>::to_vec),
-                        payload: back.payload.map(<[u8]>::to_vec).unwrap_or_default(),
+                        payload: back.payload.map(<[u8]>::to_vec),
                         headers: back.headers,
                         due: Instant::now() + self.flight.retry_backoff,
                         pending: back.delivery_opaque,
@@ -318,8 +363,14 @@ impl Dispatcher {
             {
                 continue;
             }
-            let mut record =
-                BaseRecord::with_opaque_to(&retry.topic, retry.pending).payload(&retry.payload[..]);
+            let to_partition = retry.pending.to_partition;
+            let mut record = BaseRecord::with_opaque_to(&retry.topic, retry.pending);
+            if let Some(v) = &retry.payload {
+                record = record.payload(&v[..]);
+            }
+            if let Some(p) = to_partition {
+                record = record.partition(p);
+            }
             if let Some(h) = retry.headers {
                 record = record.headers(h);
             }

@@ -68,6 +68,43 @@ pub fn consent_reader(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// The reader of the changelog topic on assignment: manual assignment from
+/// the beginning, no commits (the group id is never joined).
+pub fn changelog_reader(settings: &Settings) -> ClientConfig {
+    let mut c = base(settings);
+    c.set(
+        "group.id",
+        format!("{}.changelog-reader", settings.kafka.group_id),
+    );
+    c.set("enable.auto.commit", "false");
+    c.set("enable.partition.eof", "true");
+    c.set("auto.offset.reset", "earliest");
+    c
+}
+
+/// The admin client that creates the changelog topic when missing.
+pub fn admin(settings: &Settings) -> ClientConfig {
+    base(settings)
+}
+
+/// The consumer of `topics.inbound` for the opt-out forwarder, in its own
+/// group `<group_id>-inbound` (one forwarder per reply is enough).
+pub fn inbound_consumer(settings: &Settings) -> ClientConfig {
+    let mut c = base(settings);
+    c.set("group.id", format!("{}-inbound", settings.kafka.group_id));
+    c.set_if_absent("auto.offset.reset", "earliest");
+    c.set("enable.auto.commit", "false");
+    c
+}
+
+/// The producer of the opt-out forwarder.
+pub fn inbound_producer(settings: &Settings) -> ClientConfig {
+    let mut c = base(settings);
+    c.set("enable.idempotence", "true");
+    c.set("acks", "all");
+    c
+}
+
 trait SetIfAbsent {
     fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self;
 }

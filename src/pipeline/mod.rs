@@ -9,12 +9,14 @@
 //! producer's delivery thread ([`flight`]), and the metrics server on the
 //! caller's tokio runtime.
 
+pub mod changelog;
 pub mod consent_feed;
 pub mod flight;
 pub mod gate_state;
 pub mod kafka;
 pub mod offsets;
 pub mod rebalance;
+pub mod replies;
 pub mod route;
 pub mod shutdown;
 pub mod source;
@@ -88,10 +90,11 @@ impl Gate {
     pub fn new(settings: Settings, policy: Policy) -> Gate {
         let metrics = Arc::new(Metrics::new());
         metrics.policy_loaded(policy.version());
+        let state = Arc::new(GateState::new(&policy));
         Gate {
             settings,
             policy: Arc::new(policy),
-            state: Arc::new(GateState::new()),
+            state,
             metrics,
             metrics_addr: Arc::new(OnceLock::new()),
         }
@@ -127,11 +130,17 @@ impl Gate {
         }));
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let forwarder = if self.settings.state.forward_replies {
+            replies::spawn(&self.settings, &self.policy, &shutdown)
+        } else {
+            None
+        };
         let gate = self;
         let thread_shutdown = shutdown.clone();
+        let runtime = tokio::runtime::Handle::current();
         let spawned = std::thread::Builder::new()
             .name("smsgate-pipeline".into())
-            .spawn(move || gate.run_blocking(thread_shutdown, result_tx, closed_tx));
+            .spawn(move || gate.run_blocking(thread_shutdown, runtime, result_tx, closed_tx));
         if let Err(e) = spawned {
             server_stop.trigger();
             return Err(PipelineError::Thread(e.to_string()));
@@ -146,17 +155,22 @@ impl Gate {
         let _ = tokio::time::timeout(Duration::from_secs(10), closed_rx).await;
         server_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
+        if let Some(f) = forwarder {
+            shutdown.trigger();
+            let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
+        }
         result
     }
 
     fn run_blocking(
         self,
         shutdown: Shutdown,
+        runtime: tokio::runtime::Handle,
         result_tx: tokio::sync::oneshot::Sender<Result<RunSummary, PipelineError>>,
         closed_tx: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut clients = None;
-        let result = self.start_and_consume(&shutdown, &mut clients);
+        let result = self.start_and_consume(&shutdown, &runtime, &mut clients);
         let _ = result_tx.send(result);
         // Dropping the consumer closes it (leaves the group unless static).
         drop(clients);
@@ -166,6 +180,7 @@ impl Gate {
     fn start_and_consume(
         &self,
         shutdown: &Shutdown,
+        runtime: &tokio::runtime::Handle,
         clients: &mut Option<(GateConsumer, Arc<Dispatcher>)>,
     ) -> Result<RunSummary, PipelineError> {
         let s = &self.settings;
@@ -196,7 +211,19 @@ impl Gate {
             .spawn(move || feed.run(feed_shutdown))
             .map_err(|e| PipelineError::Thread(e.to_string()))?;
 
-        // 2. Producer and group consumer.
+        // 2. The changelog of caps and duplicates, producer, group consumer.
+        match changelog::ensure_topic(s, runtime, startup) {
+            Ok(()) => {}
+            Err(e @ changelog::ChangelogTopicError::Partitions { .. }) => {
+                return Err(PipelineError::Fatal(e.to_string()));
+            }
+            // Records for it wait and are retried (and some brokers create
+            // topics on first use).
+            Err(e) => tracing::warn!(error = %e, "changelog topic not created"),
+        }
+        let changelog_reader =
+            changelog::ChangelogReader::new(s).map_err(|e| PipelineError::Client(e.to_string()))?;
+        let changelog_topic = changelog_reader.topic().to_string();
         let flight = Arc::new(Flight::new(
             self.metrics.clone(),
             Duration::from_millis(s.pipeline.retry_backoff_ms),
@@ -212,6 +239,8 @@ impl Gate {
             topic: s.topics.outbound.clone(),
             drain_timeout: Duration::from_secs(s.pipeline.drain_timeout_secs),
             started: AtomicBool::new(true),
+            state: self.state.clone(),
+            changelog: changelog_reader,
         };
         let consumer: GateConsumer = kafka::group_consumer(s)
             .create_with_context(context)
@@ -247,6 +276,7 @@ impl Gate {
             policy: &self.policy,
             state: &self.state,
             settings: s,
+            changelog: &changelog_topic,
         };
         let ended = intake.run(shutdown);
 

@@ -17,6 +17,10 @@ use std::hash::Hash;
 /// Identifies one assignment of one partition.
 pub type Epoch = u64;
 
+/// An epoch no assignment ever has: deliveries not tied to an input offset
+/// (changelog tombstones) carry it, so their acknowledgement changes nothing.
+pub const NO_EPOCH: Epoch = 0;
+
 #[derive(Debug, Default)]
 struct Track {
     epoch: Epoch,

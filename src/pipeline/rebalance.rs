@@ -19,7 +19,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
+use super::changelog::ChangelogReader;
 use super::flight::{Dispatcher, Flight};
+use super::gate_state::GateState;
 use crate::metrics::Metrics;
 
 pub struct GateContext {
@@ -31,6 +33,9 @@ pub struct GateContext {
     pub(crate) drain_timeout: Duration,
     /// Set once start-up succeeded; before that, errors are the caller's.
     pub(crate) started: AtomicBool,
+    /// Caps and duplicates: restored on assign, dropped on revoke.
+    pub(crate) state: Arc<GateState>,
+    pub(crate) changelog: ChangelogReader,
 }
 
 pub type GateConsumer = BaseConsumer<GateContext>;
@@ -105,6 +110,9 @@ impl GateContext {
         }
         for p in partitions {
             self.flight.revoke(p);
+            // Its changelog (acknowledged before the commit above) now
+            // belongs to the next owner.
+            self.state.revoke(p);
             self.metrics.partition_released(p);
         }
     }
@@ -112,8 +120,17 @@ impl GateContext {
     fn on_assign(&self, tpl: &TopicPartitionList) {
         self.metrics.rebalanced("assign");
         let partitions = self.partitions_of(tpl);
+        // Restore before any record of these partitions can be polled (this
+        // runs on the consumer thread); not ready meanwhile.
+        self.metrics.restoring(partitions.len());
+        for p in &partitions {
+            self.state.assign(*p);
+        }
+        self.changelog
+            .restore(&partitions, &self.state, &self.metrics);
         for p in &partitions {
             self.flight.assign(*p);
+            self.metrics.restore_done();
         }
         tracing::info!(?partitions, "partitions assigned");
     }

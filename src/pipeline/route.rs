@@ -86,6 +86,7 @@ mod tests {
             approved: "sms.approved".into(),
             quarantine: "sms.quarantine".into(),
             deferred: "sms.deferred".into(),
+            changelog: None,
         }
     }
 

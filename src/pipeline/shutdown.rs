@@ -33,6 +33,11 @@ impl Shutdown {
         *self.tx.borrow()
     }
 
+    /// A receiver that turns true on [`Shutdown::trigger`].
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
     /// Resolves once [`Shutdown::trigger`] has been called.
     pub async fn wait(&self) {
         let mut rx = self.tx.subscribe();

@@ -8,6 +8,8 @@
 //! partition stalled in librdkafka 2.12.) A record is never skipped: a failed delivery is produced
 //! again; a record that cannot be parsed is quarantined as `malformed`.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -24,7 +26,8 @@ use crate::config::Settings;
 use crate::decision::{Decision, Outcome, Source};
 use crate::event::OutboundSms;
 use crate::mask;
-use crate::policy::Policy;
+use crate::policy::{Origin, Policy};
+use crate::state::partition::key_is_recipient;
 
 /// How often a full gate still polls (see the backpressure note above).
 const FULL_POLL_EVERY: Duration = Duration::from_secs(1);
@@ -37,6 +40,8 @@ pub(crate) struct Intake<'a> {
     pub policy: &'a Policy,
     pub state: &'a GateState,
     pub settings: &'a Settings,
+    /// The changelog topic of caps and duplicates.
+    pub changelog: &'a str,
 }
 
 /// How the loop ended.
@@ -50,7 +55,6 @@ impl Intake<'_> {
         let ctx = self.consumer.context();
         let commit_every = Duration::from_millis(self.settings.pipeline.commit_interval_ms);
         let max_in_flight = self.settings.pipeline.max_in_flight;
-        let keep = self.policy.dedup_window().max(self.policy.cap_window());
         let mut last_commit = Instant::now();
         let mut last_prune = Instant::now();
         let mut last_poll = Instant::now();
@@ -65,7 +69,7 @@ impl Intake<'_> {
             }
             if last_prune.elapsed() >= PRUNE_INTERVAL {
                 last_prune = Instant::now();
-                self.state.prune(Utc::now(), keep);
+                self.prune();
             }
             // Backpressure: at the bound, wait for acknowledgements instead
             // of polling. Polling still happens once per FULL_POLL_EVERY, so
@@ -104,25 +108,66 @@ impl Intake<'_> {
             return;
         };
         let value = m.payload().unwrap_or_default();
-        let (event, decision) = self.state.decide(self.policy, value, Utc::now());
-        ctx.metrics.decided(&decision, polled_at.elapsed());
+        let decided = self
+            .state
+            .decide(self.policy, partition, value, Origin::Intake, Utc::now());
+        let (event, decision) = (decided.event.as_ref(), &decided.decision);
+        if event.is_some_and(|e| !key_is_recipient(m.key(), &e.to)) {
+            ctx.metrics.non_recipient_key();
+        }
+        ctx.metrics.decided(decision, polled_at.elapsed());
         let source = Source {
             topic: m.topic().to_string(),
             partition,
             offset,
         };
-        log_decision(&decision, event.as_ref(), &source);
-        let out = route::route(&self.settings.topics, &decision, value, &source);
-        ctx.dispatcher.send(
-            &out,
-            m.key(),
+        log_decision(decision, event, &source);
+        let out = route::route(&self.settings.topics, decision, value, &source);
+        // The offset is acknowledged once the output and every changelog
+        // entry of this decision are: the state survives before the commit.
+        let outstanding = (!decided.changelog.is_empty())
+            .then(|| Arc::new(AtomicUsize::new(1 + decided.changelog.len())));
+        let pending = |to_partition| {
             Box::new(Pending {
                 partition,
                 epoch,
                 offset,
                 polled_at,
-            }),
-        );
+                outstanding: outstanding.clone(),
+                to_partition,
+            })
+        };
+        for entry in &decided.changelog {
+            ctx.dispatcher.send_changelog(
+                self.changelog,
+                &entry.key,
+                entry.value.as_deref(),
+                pending(Some(partition)),
+            );
+        }
+        ctx.dispatcher.send(&out, m.key(), pending(None));
+    }
+
+    /// Drops caps and duplicates past their windows and writes the
+    /// tombstones (not tied to an input offset: a lost tombstone is
+    /// written again by the prune after the next restore).
+    fn prune(&self) {
+        let ctx = self.consumer.context();
+        for (partition, entry) in self.state.prune(Utc::now()) {
+            ctx.dispatcher.send_changelog(
+                self.changelog,
+                &entry.key,
+                entry.value.as_deref(),
+                Box::new(Pending {
+                    partition,
+                    epoch: super::offsets::NO_EPOCH,
+                    offset: -1,
+                    polled_at: Instant::now(),
+                    outstanding: None,
+                    to_partition: Some(partition),
+                }),
+            );
+        }
     }
 }
 

@@ -67,6 +67,7 @@ impl Harness {
             packs: None,
         })
         .unwrap();
+        settings.topics.changelog = Some(settings.changelog_topic());
         mock.create_topics(&settings.topics, PARTITIONS).unwrap();
         let generator = Generator::new(42, chrono::Utc::now());
         Harness {

@@ -1,0 +1,113 @@
+//! Metrics of the durable state: opt-out latency, restore times, held
+//! deferred records, records keyed by something other than the recipient,
+//! and the "partitions restoring" input of `/readyz`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry};
+
+use super::Metrics;
+use super::names::{
+    DEFERRED_HELD, NON_RECIPIENT_KEYS, OPTOUT_LATENCY_SECONDS, STATE_RESTORE_SECONDS,
+};
+
+/// Opt-out latency and restore buckets, seconds: 10 ms to 10 min.
+const SLOW_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+pub(super) struct StateMetrics {
+    optout_latency: prometheus::Histogram,
+    restore: HistogramVec,
+    deferred_held: IntGauge,
+    non_recipient_keys: IntCounter,
+    /// Input partitions assigned but whose changelog is not restored yet.
+    restoring: AtomicUsize,
+}
+
+impl StateMetrics {
+    pub(super) fn register(r: &Registry) -> StateMetrics {
+        let optout_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                OPTOUT_LATENCY_SECONDS,
+                "Opt-out replies: reply received_at to enforced on this instance",
+            )
+            .buckets(SLOW_BUCKETS.to_vec()),
+        )
+        .expect("valid metric definition");
+        let restore = HistogramVec::new(
+            HistogramOpts::new(
+                STATE_RESTORE_SECONDS,
+                "Time to restore a store (consent at start, partition on assignment)",
+            )
+            .buckets(SLOW_BUCKETS.to_vec()),
+            &["store"],
+        )
+        .expect("valid metric definition");
+        let deferred_held = IntGauge::new(DEFERRED_HELD, "Deferred records held for release")
+            .expect("valid metric definition");
+        let non_recipient_keys = IntCounter::new(
+            NON_RECIPIENT_KEYS,
+            "Outbound records whose key is not the recipient's number (caps and duplicates then hold per partition only)",
+        )
+        .expect("valid metric definition");
+        for c in [
+            Box::new(optout_latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(restore.clone()),
+            Box::new(deferred_held.clone()),
+            Box::new(non_recipient_keys.clone()),
+        ] {
+            r.register(c).expect("metric registered once");
+        }
+        StateMetrics {
+            optout_latency,
+            restore,
+            deferred_held,
+            non_recipient_keys,
+            restoring: AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn is_restored(&self) -> bool {
+        self.restoring.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl Metrics {
+    /// An opt-out from a reply is now enforced here, `seconds` after the reply arrived.
+    pub fn optout_enforced(&self, seconds: f64) {
+        self.state.optout_latency.observe(seconds);
+    }
+
+    /// A store finished restoring (`consent`, `partition`).
+    pub fn state_restored(&self, store: &'static str, took: Duration) {
+        self.state
+            .restore
+            .with_label_values(&[store])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn deferred_held(&self, records: u64) {
+        self.state.deferred_held.set(records as i64);
+    }
+
+    pub fn non_recipient_key(&self) {
+        self.state.non_recipient_keys.inc();
+    }
+
+    /// `n` partitions start restoring: not ready until they are done.
+    pub fn restoring(&self, n: usize) {
+        self.state.restoring.fetch_add(n, Ordering::SeqCst);
+        self.refresh_ready();
+    }
+
+    /// One partition finished restoring.
+    pub fn restore_done(&self) {
+        let _ = self
+            .state
+            .restoring
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.refresh_ready();
+    }
+}
