@@ -161,6 +161,18 @@ impl ChangelogReader {
                 tracing::error!(error = %e, "cannot read the changelog; partitions start without restored caps and duplicates");
                 targets.clear();
             }
+            let reading: Vec<i32> = targets.keys().copied().collect();
+            let mut apply = |m: &rdkafka::message::BorrowedMessage<'_>| {
+                let (p, o) = (m.partition(), m.offset());
+                if !reading.contains(&p) {
+                    return;
+                }
+                records += 1;
+                if let Err(e) = state.restore(p, m.key().unwrap_or_default(), m.payload()) {
+                    bad += 1;
+                    tracing::warn!(partition = p, offset = o, error = %e, "changelog record skipped");
+                }
+            };
             while !targets.is_empty() && Instant::now() < deadline {
                 match self.consumer.poll(Duration::from_millis(100)) {
                     None => {}
@@ -169,20 +181,21 @@ impl ChangelogReader {
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "changelog read error"),
                     Some(Ok(m)) => {
+                        apply(&m);
                         let (p, o) = (m.partition(), m.offset());
-                        if targets.contains_key(&p) {
-                            records += 1;
-                            if let Err(e) =
-                                state.restore(p, m.key().unwrap_or_default(), m.payload())
-                            {
-                                bad += 1;
-                                tracing::warn!(partition = p, offset = o, error = %e, "changelog record skipped");
-                            }
-                        }
                         if targets.get(&p).is_some_and(|end| o + 1 >= *end) {
                             targets.remove(&p);
                         }
                     }
+                }
+            }
+            // Records already fetched past the end offsets seen (some
+            // brokers report a batch's end low): state too, keep them.
+            while Instant::now() < deadline {
+                match self.consumer.poll(Duration::from_millis(50)) {
+                    None => break,
+                    Some(Ok(m)) => apply(&m),
+                    Some(Err(_)) => {}
                 }
             }
             let _ = self.consumer.unassign();
