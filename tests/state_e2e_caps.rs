@@ -214,11 +214,19 @@ fn kill_9_between_produce_and_commit_does_not_approve_twice() {
         s.collector
             .outputs()
             .iter()
-            .filter(|o| o.source.as_ref().is_some_and(|x| x.topic == s.topics.outbound))
+            .filter(|o| {
+                o.source
+                    .as_ref()
+                    .is_some_and(|x| x.topic == s.topics.outbound)
+            })
             .count()
             >= expected_outputs
     });
-    assert!(settled, "re-read inputs not decided; log:\n{}", second.log_tail());
+    assert!(
+        settled,
+        "re-read inputs not decided; log:\n{}",
+        second.log_tail()
+    );
     let got = decided(&s.collector, &all, &second);
     let mut approvals = 0;
     for p in &positions {

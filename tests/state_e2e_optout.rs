@@ -1,0 +1,168 @@
+//! The opt-out loop on a real broker (Tansu): a recipient's "退订" reply on
+//! `topics.inbound` is forwarded (once, by the group's forwarder) to
+//! `topics.consent` as an `opt_out`; every instance's consent feed applies
+//! it and observes `smsgate_optout_latency_seconds`; marketing to that
+//! recipient decided afterwards is rejected (`consent.revoked`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use support::broker::Broker;
+use support::events::{afternoon_zone, cn_number};
+use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics, metric_sum};
+use support::kafka::{Collector, Output, Position, Record, Route, TestProducer};
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An evidenced marketing opt-in of `to` for jinyun-mall.
+fn opt_in(to: &str) -> Record {
+    let v = json!({
+        "to": to, "action": "opt_in", "scope": "marketing", "sender": "jinyun-mall",
+        "at": rfc3339(chrono::Utc::now() - chrono::Duration::days(30)),
+        "source": "web-form", "evidence_id": format!("ev-{to}"),
+    });
+    Record {
+        key: Some(to.as_bytes().to_vec()),
+        value: serde_json::to_vec(&v).unwrap(),
+    }
+}
+
+/// Compliant marketing from jinyun-mall to `to`, afternoon in the
+/// recipient's zone (no quiet hours), keyed by the recipient.
+fn marketing(id: &str, to: &str) -> Record {
+    let v = json!({
+        "message_id": id,
+        "created_at": rfc3339(chrono::Utc::now()),
+        "to": to,
+        "sender": "jinyun-mall",
+        "category": "marketing",
+        "body": "【金云商城】冬季新品已上架，欢迎选购。回T退订",
+        "template_id": "tpl-winter",
+        "recipient": {"timezone": afternoon_zone()},
+    });
+    Record {
+        key: Some(to.as_bytes().to_vec()),
+        value: serde_json::to_vec(&v).unwrap(),
+    }
+}
+
+/// The decision for one input: "approve", or the quarantine codes joined.
+fn verdict(o: &Output) -> String {
+    match o.route {
+        Route::Approved => "approve".into(),
+        Route::Deferred => "defer".into(),
+        Route::Quarantine => o.codes().join(","),
+    }
+}
+
+/// Waits until every position has an output; returns position → verdicts.
+fn decided(
+    collector: &Collector,
+    positions: &[Position],
+    gate: &Gate,
+) -> HashMap<Position, Vec<String>> {
+    let all = support::wait_until(Duration::from_secs(90), Duration::from_millis(50), || {
+        collector.covered(positions) == positions.len()
+    });
+    assert!(
+        all,
+        "only {} of {} inputs decided; log:\n{}",
+        collector.covered(positions),
+        positions.len(),
+        gate.log_tail()
+    );
+    let mut out: HashMap<Position, Vec<String>> = HashMap::new();
+    for o in collector.outputs() {
+        if let Some(s) = &o.source
+            && s.topic == collector.input_topic()
+        {
+            out.entry((s.partition, s.offset))
+                .or_default()
+                .push(verdict(&o));
+        }
+    }
+    out
+}
+
+fn latency_count(gate: &Gate) -> f64 {
+    gate.get("/metrics")
+        .and_then(|(_, text)| metric_sum(&text, "smsgate_optout_latency_seconds_count"))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
+    let broker = Broker::shared();
+    let topics = Topics::unique(broker, "optout");
+    let producer = TestProducer::new(&broker.bootstrap());
+    let to = cn_number(71_000_001);
+    producer.send_consent(&topics.consent, OTHER_PARTITIONS, &[opt_in(&to)]);
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let config = GateConfig::new(broker, &topics);
+    let mut a = Gate::start(&config, "optout-a");
+    let mut b = Gate::start(&config, "optout-b");
+    a.wait_ready(Duration::from_secs(60));
+    b.wait_ready(Duration::from_secs(60));
+
+    let tag = &topics.group;
+    let before = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m0"), &to)]);
+    let got = decided(&collector, &before, &a);
+    assert_eq!(got[&before[0]], vec!["approve"], "opted in: approved");
+
+    let reply = json!({
+        "from": to, "to": "106900005678", "body": "退订",
+        "received_at": rfc3339(chrono::Utc::now()),
+    });
+    producer.send_all(
+        &topics.inbound,
+        &[Record {
+            key: Some(to.as_bytes().to_vec()),
+            value: serde_json::to_vec(&reply).unwrap(),
+        }],
+    );
+    let applied = support::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        latency_count(&a) >= 1.0 && latency_count(&b) >= 1.0
+    });
+    assert!(
+        applied,
+        "opt-out not applied on both instances (a: {}, b: {}); log a:\n{}\nlog b:\n{}",
+        latency_count(&a),
+        latency_count(&b),
+        a.log_tail(),
+        b.log_tail()
+    );
+    for g in [&a, &b] {
+        let text = g.get("/metrics").unwrap().1;
+        let sum = metric_sum(&text, "smsgate_optout_latency_seconds_sum").unwrap();
+        eprintln!(
+            "[optout] {}: latency count {} sum {sum:.3} s",
+            g.name,
+            latency_count(g)
+        );
+        assert!(sum < 60.0, "latency is reply received_at → enforced");
+    }
+
+    let after = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m1"), &to)]);
+    let got = decided(&collector, &after, &a);
+    assert!(
+        got[&after[0]][0].split(',').any(|c| c == "consent.revoked"),
+        "marketing after the opt-out: {:?}",
+        got[&after[0]]
+    );
+    // Every instance enforces it: stop A, the partition moves to B, and
+    // B rejects the next text too.
+    a.sigterm(Duration::from_secs(40));
+    let last = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m2"), &to)]);
+    let got = decided(&collector, &last, &b);
+    assert!(
+        got[&last[0]][0].split(',').any(|c| c == "consent.revoked"),
+        "marketing after the opt-out, on B: {:?}",
+        got[&last[0]]
+    );
+    b.sigterm(Duration::from_secs(40));
+}
