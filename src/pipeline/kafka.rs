@@ -82,6 +82,30 @@ pub fn changelog_reader(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// The consumer of `topics.deferred` (hold and release), in its own group
+/// `<group_id>-release`, committing explicitly.
+pub fn release_consumer(settings: &Settings) -> ClientConfig {
+    let mut c = base(settings);
+    c.set("group.id", format!("{}-release", settings.kafka.group_id));
+    if let Some(id) = &settings.kafka.group_instance_id {
+        c.set("group.instance.id", format!("{id}-release"));
+    }
+    c.set_if_absent("auto.offset.reset", "earliest");
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c
+}
+
+/// The producer that hands released records back to `topics.outbound`.
+pub fn release_producer(settings: &Settings) -> ClientConfig {
+    let mut c = base(settings);
+    c.set_if_absent("linger.ms", "5");
+    c.set_if_absent("partitioner", "murmur2_random");
+    c.set("enable.idempotence", "true");
+    c.set("acks", "all");
+    c
+}
+
 /// The admin client that creates the changelog topic when missing.
 pub fn admin(settings: &Settings) -> ClientConfig {
     base(settings)
@@ -92,6 +116,9 @@ pub fn admin(settings: &Settings) -> ClientConfig {
 pub fn inbound_consumer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     c.set("group.id", format!("{}-inbound", settings.kafka.group_id));
+    if let Some(id) = &settings.kafka.group_instance_id {
+        c.set("group.instance.id", format!("{id}-inbound"));
+    }
     c.set_if_absent("auto.offset.reset", "earliest");
     c.set("enable.auto.commit", "false");
     c

@@ -16,6 +16,7 @@ pub mod gate_state;
 pub mod kafka;
 pub mod offsets;
 pub mod rebalance;
+pub mod release;
 pub mod replies;
 pub mod route;
 pub mod shutdown;
@@ -255,6 +256,17 @@ impl Gate {
             }
             // Serves the consumer's statistics (broker state) meanwhile.
             let _ = consumer.poll(Duration::from_millis(100));
+        }
+        // Held messages: released back through the intake when due.
+        match release::Releaser::new(s, self.metrics.clone()) {
+            Ok(releaser) => {
+                let stop = shutdown.clone();
+                std::thread::Builder::new()
+                    .name("smsgate-release".into())
+                    .spawn(move || releaser.run(stop))
+                    .map_err(|e| PipelineError::Thread(e.to_string()))?;
+            }
+            Err(e) => return Err(PipelineError::Client(e.to_string())),
         }
         consumer
             .subscribe(&[&s.topics.outbound])

@@ -108,9 +108,16 @@ impl Intake<'_> {
             return;
         };
         let value = m.payload().unwrap_or_default();
+        // A held message handed back at its release time is decided again
+        // in full, as a release (see `release`).
+        let origin = if super::release::header(m, super::release::HEADER_RELEASE).is_some() {
+            Origin::Release
+        } else {
+            Origin::Intake
+        };
         let decided = self
             .state
-            .decide(self.policy, partition, value, Origin::Intake, Utc::now());
+            .decide(self.policy, partition, value, origin, Utc::now());
         let (event, decision) = (decided.event.as_ref(), &decided.decision);
         if event.is_some_and(|e| !key_is_recipient(m.key(), &e.to)) {
             ctx.metrics.non_recipient_key();
