@@ -57,6 +57,14 @@ impl GateContext {
         if positions.is_empty() {
             return;
         }
+        if !self.metrics.is_broker_up() {
+            // A synchronous commit would block until the coordinator is back.
+            self.metrics.commit_failed();
+            tracing::warn!(
+                "broker unreachable: offsets not committed; the records will be read again"
+            );
+            return;
+        }
         for (p, o) in &positions {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
         }
