@@ -37,7 +37,30 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "decided only {:?}",
         run.metrics.snapshot()
     );
-    assert!(run.metrics.is_ready());
+    let addr = *run.addr.get().expect("metrics server bound");
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "ready once consent caught up");
+    let (status, text) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let consent = h.generator.consent_events();
+    let counted = consent.iter().filter(|c| c.counts()).count();
+    assert!(
+        text.contains(&format!("smsgate_consent_records_total {counted}")),
+        "{text}"
+    );
+    assert!(text.contains("smsgate_consent_ignored_total{reason=\"no_evidence\"} 40"));
+    assert!(text.contains(&format!(
+        "smsgate_events_consumed_total{{topic=\"sms.outbound\"}} {total}"
+    )));
+    assert!(text.contains("smsgate_end_to_end_seconds_count"));
     run.shutdown.trigger();
     let summary = run.task.await.unwrap().unwrap();
     assert!(summary.drained);

@@ -29,6 +29,8 @@ pub struct Harness {
 
 pub struct Running {
     pub metrics: Arc<Metrics>,
+    /// The metrics server's address, once bound.
+    pub addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
     pub shutdown: Shutdown,
     pub task: tokio::task::JoinHandle<Result<RunSummary, PipelineError>>,
 }
@@ -120,10 +122,12 @@ impl Harness {
     pub fn start(&self) -> Running {
         let gate = Gate::new(self.settings.clone(), self.policy.clone());
         let metrics = gate.metrics();
+        let addr = gate.metrics_addr();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(gate.run(shutdown.clone()));
         Running {
             metrics,
+            addr,
             shutdown,
             task,
         }
@@ -261,4 +265,23 @@ pub fn assert_every_input_has_an_output(
         }
     }
     duplicates
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
