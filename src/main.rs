@@ -37,6 +37,9 @@ enum Command {
         /// Stop after this many seconds even if not every event is decided.
         #[arg(long, default_value_t = 60)]
         duration: u64,
+        /// Events produced per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
         /// Configuration file (log, metrics and topic settings).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -79,10 +82,12 @@ fn main() -> ExitCode {
         Command::Demo {
             events,
             duration,
+            rate,
             config,
         } => demo(smsgate::demo::DemoOptions {
             events,
             duration: std::time::Duration::from_secs(duration),
+            rate,
             config,
         }),
         Command::Check {

@@ -61,6 +61,8 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "smsgate_events_consumed_total{{topic=\"sms.outbound\"}} {total}"
     )));
     assert!(text.contains("smsgate_end_to_end_seconds_count"));
+    assert!(text.contains("smsgate_commits_total{result=\"ok\"}"), "{text}");
+    assert!(text.contains("smsgate_committed_offset{partition=\"0\"}"));
     run.shutdown.trigger();
     let summary = run.task.await.unwrap().unwrap();
     assert!(summary.drained);

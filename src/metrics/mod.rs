@@ -301,6 +301,11 @@ impl Metrics {
         self.rebalances.with_label_values(&[kind]).inc();
     }
 
+    /// True once the group consumer has been assigned partitions at least once.
+    pub fn has_been_assigned(&self) -> bool {
+        self.rebalances.with_label_values(&["assign"]).get() > 0
+    }
+
     pub fn consumer_error(&self, kind: &'static str) {
         self.consumer_errors.with_label_values(&[kind]).inc();
     }
