@@ -37,6 +37,15 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "decided only {:?}",
         run.metrics.snapshot()
     );
+    let ends = h.end_offsets();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let c = h.committed();
+            ends.iter().all(|(p, end)| c.get(p) == Some(end))
+        })
+        .await,
+        "offsets committed to the end while running"
+    );
     let addr = *run.addr.get().expect("metrics server bound");
     let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
         .await
@@ -61,7 +70,10 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "smsgate_events_consumed_total{{topic=\"sms.outbound\"}} {total}"
     )));
     assert!(text.contains("smsgate_end_to_end_seconds_count"));
-    assert!(text.contains("smsgate_commits_total{result=\"ok\"}"), "{text}");
+    assert!(
+        text.contains("smsgate_commits_total{result=\"ok\"}"),
+        "{text}"
+    );
     assert!(text.contains("smsgate_committed_offset{partition=\"0\"}"));
     run.shutdown.trigger();
     let summary = run.task.await.unwrap().unwrap();
@@ -139,7 +151,6 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         assert!(header(d, "smsgate-release-at").is_some());
     }
 
-    let ends = h.end_offsets();
     let committed = h.committed();
     for (p, end) in ends {
         assert_eq!(
