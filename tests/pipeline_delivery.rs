@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use pipeline_support::*;
 use rdkafka::message::Message;
+use smsgate::decision::ReasonCode;
+use smsgate::demo::generator::Kind;
 
 const EVENTS: usize = 1500;
 
@@ -25,7 +27,7 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
             b"{\"message_id\":\"m-bad\",\"to\":\"+8613800000000\"}",
         ),
     ]);
-    h.produce_events(EVENTS);
+    let kinds = h.produce_events(EVENTS);
     let total = EVENTS + 3;
     let run = h.start();
     assert!(
@@ -79,6 +81,23 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
     let summary = run.task.await.unwrap().unwrap();
     assert!(summary.drained);
     assert_eq!(summary.decisions.decided(), total as u64);
+    // Consent was loaded before any decision: exactly the events made to
+    // lack consent are missing it, exactly the opted-out ones are revoked.
+    let reason = |code: ReasonCode| {
+        summary
+            .decisions
+            .reasons
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(0, |(_, n)| *n as usize)
+    };
+    let kind = |k: Kind| kinds.get(&k).copied().unwrap_or(0);
+    assert_eq!(reason(ReasonCode::ConsentMissing), kind(Kind::NoConsent));
+    assert_eq!(reason(ReasonCode::ConsentRevoked), kind(Kind::OptedOut));
+    assert_eq!(
+        reason(ReasonCode::PersonalizationRefused),
+        kind(Kind::PersonalizationRefused)
+    );
 
     let t = &h.settings.topics;
     let inputs = h.read_topic(&t.outbound, total, Duration::from_secs(20));

@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use smsgate::config::Settings;
 use smsgate::demo::cluster::MockKafka;
-use smsgate::demo::generator::Generator;
+use smsgate::demo::generator::{Generator, Kind};
 use smsgate::metrics::Metrics;
 use smsgate::pipeline::{Gate, PipelineError, RunSummary, Shutdown};
 use smsgate::policy::{Policy, PolicySource};
@@ -93,11 +93,14 @@ impl Harness {
         seeder.flush(Duration::from_secs(10)).unwrap();
     }
 
-    /// Produces `n` generated events (plus any `extra` values) to the outbound topic.
-    pub fn produce_events(&mut self, n: usize) {
+    /// Produces `n` generated events to the outbound topic; returns how many
+    /// of each kind were made.
+    pub fn produce_events(&mut self, n: usize) -> HashMap<Kind, usize> {
         let seeder = self.mock.producer().unwrap();
+        let mut kinds = HashMap::new();
         for _ in 0..n {
-            let (bytes, key, _) = self.generator.next_event();
+            let (bytes, key, kind) = self.generator.next_event();
+            *kinds.entry(kind).or_default() += 1;
             seeder
                 .send(
                     &self.settings.topics.outbound,
@@ -107,6 +110,7 @@ impl Harness {
                 .unwrap();
         }
         seeder.flush(Duration::from_secs(30)).unwrap();
+        kinds
     }
 
     pub fn produce_raw(&self, records: &[(&[u8], &[u8])]) {
