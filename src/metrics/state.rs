@@ -1,16 +1,13 @@
 //! Metrics of the durable state: opt-out latency, restore times, held
-//! deferred records, records keyed by something other than the recipient,
-//! and the "partitions restoring" input of `/readyz`.
+//! deferred records, and the "partitions restoring" input of `/readyz`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
 
 use super::Metrics;
-use super::names::{
-    DEFERRED_HELD, NON_RECIPIENT_KEYS, OPTOUT_LATENCY_SECONDS, STATE_RESTORE_SECONDS,
-};
+use super::names::{DEFERRED_HELD, OPTOUT_LATENCY_SECONDS, STATE_RESTORE_SECONDS};
 
 /// Opt-out latency and restore buckets, seconds: 10 ms to 10 min.
 const SLOW_BUCKETS: &[f64] = &[
@@ -21,7 +18,6 @@ pub(super) struct StateMetrics {
     optout_latency: prometheus::Histogram,
     restore: HistogramVec,
     deferred_held: IntGauge,
-    non_recipient_keys: IntCounter,
     /// Input partitions assigned but whose changelog is not restored yet.
     restoring: AtomicUsize,
 }
@@ -47,16 +43,10 @@ impl StateMetrics {
         .expect("valid metric definition");
         let deferred_held = IntGauge::new(DEFERRED_HELD, "Deferred records held for release")
             .expect("valid metric definition");
-        let non_recipient_keys = IntCounter::new(
-            NON_RECIPIENT_KEYS,
-            "Outbound records whose key is not the recipient's number (caps and duplicates then hold per partition only)",
-        )
-        .expect("valid metric definition");
         for c in [
             Box::new(optout_latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(restore.clone()),
             Box::new(deferred_held.clone()),
-            Box::new(non_recipient_keys.clone()),
         ] {
             r.register(c).expect("metric registered once");
         }
@@ -64,7 +54,6 @@ impl StateMetrics {
             optout_latency,
             restore,
             deferred_held,
-            non_recipient_keys,
             restoring: AtomicUsize::new(0),
         }
     }
@@ -90,10 +79,6 @@ impl Metrics {
 
     pub fn deferred_held(&self, records: u64) {
         self.state.deferred_held.set(records as i64);
-    }
-
-    pub fn non_recipient_key(&self) {
-        self.state.non_recipient_keys.inc();
     }
 
     /// `n` partitions start restoring: not ready until they are done.
