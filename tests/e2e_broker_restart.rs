@@ -3,7 +3,7 @@
 //! again on the same port and file a few seconds later. The gate must ride
 //! it out — keep retrying, then resume — and lose nothing: every input ends
 //! up decided at least once and the committed offsets reach the end.
-//! `/readyz` during the outage is printed.
+//! `/readyz` must go unready during the outage and ready again after.
 
 mod support;
 
@@ -72,6 +72,11 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
         "[restart] broker back after {:.1?}; /readyz during the outage: {:?}",
         outage.elapsed(),
         readiness
+    );
+
+    assert!(
+        readiness.contains(&Some(503)),
+        "/readyz never went unready while the broker was down: {readiness:?}"
     );
 
     let took = collector.wait_for(&positions, Duration::from_secs(600), Duration::from_secs(3));
