@@ -37,6 +37,9 @@ enum Command {
         /// Stop after this many seconds even if not every event is decided.
         #[arg(long, default_value_t = 60)]
         duration: u64,
+        /// Events produced per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
         /// Configuration file (log, metrics and topic settings).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -79,10 +82,12 @@ fn main() -> ExitCode {
         Command::Demo {
             events,
             duration,
+            rate,
             config,
         } => demo(smsgate::demo::DemoOptions {
             events,
             duration: std::time::Duration::from_secs(duration),
+            rate,
             config,
         }),
         Command::Check {
@@ -146,6 +151,7 @@ fn run(settings: Settings) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => fail(EXIT_CONFIG, &e.to_string()),
         Err(e) => fail(1, &e.to_string()),
     }
 }

@@ -193,9 +193,10 @@ impl ConsentFeed {
         }
     }
 
-    /// Runs until `shutdown`.
-    pub fn run(mut self, shutdown: Shutdown) {
-        while !shutdown.is_triggered() {
+    /// Runs until `shutdown` or `done` (the gate's own end, which may come
+    /// without a shutdown when it fails).
+    pub fn run(mut self, shutdown: Shutdown, done: Shutdown) {
+        while !shutdown.is_triggered() && !done.is_triggered() {
             self.poll(Duration::from_millis(200));
         }
     }

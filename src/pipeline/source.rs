@@ -61,7 +61,7 @@ impl Intake<'_> {
             ctx.dispatcher.resend_due();
             if last_commit.elapsed() >= commit_every {
                 last_commit = Instant::now();
-                ctx.commit_async(self.consumer);
+                ctx.commit_now(self.consumer, None);
             }
             if last_prune.elapsed() >= PRUNE_INTERVAL {
                 last_prune = Instant::now();
@@ -106,6 +106,11 @@ impl Intake<'_> {
         let value = m.payload().unwrap_or_default();
         let (event, decision) = self.state.decide(self.policy, value, Utc::now());
         ctx.metrics.decided(&decision, polled_at.elapsed());
+        if let Some(e) = &event
+            && m.key() != Some(e.to.as_bytes())
+        {
+            ctx.metrics.non_recipient_key();
+        }
         let source = Source {
             topic: m.topic().to_string(),
             partition,
