@@ -207,7 +207,7 @@ fn run_with(
                         rule,
                         ReasonCode::FrequencyCap,
                         format!(
-                            "{count} approved marketing messages on subject {:?} in the last {} h (cap {max})",
+                            "{count} approved marketing messages on subject \"{}\" in the last {} h (cap {max})",
                             event.subject_key(),
                             window.num_hours()
                         ),
@@ -288,7 +288,7 @@ fn run_with(
                         rule,
                         ReasonCode::LoanUnlicensed,
                         format!(
-                            "lending content {:?} from a sender with lender = false",
+                            "lending content \"{}\" from a sender with lender = false",
                             facts.at(l)
                         ),
                     ));
@@ -302,7 +302,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::AprMissing,
-                        format!("states {:?} without an annualized rate", facts.at(r)),
+                        format!("states \"{}\" without an annualized rate", facts.at(r)),
                     ));
                 }
             }
@@ -313,7 +313,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::ProhibitedClaim,
-                        format!("lending inducement {:?}", facts.at(c)),
+                        format!("lending inducement \"{}\"", facts.at(c)),
                     ));
                 }
             }
@@ -325,7 +325,7 @@ fn run_with(
                         rule,
                         ReasonCode::AudienceMinor,
                         format!(
-                            "lending content {:?} to a recipient aged {age} (< {min_age})",
+                            "lending content \"{}\" to a recipient aged {age} (< {min_age})",
                             facts.at(l)
                         ),
                     ));
@@ -338,7 +338,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::AudienceStudent,
-                        format!("lending content {:?} to a student", facts.at(l)),
+                        format!("lending content \"{}\" to a student", facts.at(l)),
                     ));
                 }
             }
@@ -348,7 +348,7 @@ fn run_with(
                         rule,
                         ReasonCode::Impersonation,
                         format!(
-                            "names {:?}, which is not the sender's brand or alias",
+                            "names \"{}\", which is not the sender's brand or alias",
                             facts.at(n)
                         ),
                     ));
@@ -360,7 +360,7 @@ fn run_with(
                         rule,
                         ReasonCode::CategoryMismatch,
                         format!(
-                            "{} body is promotional: {:?}",
+                            "{} body is promotional: \"{}\"",
                             event.category.as_str(),
                             facts.at(t)
                         ),
@@ -372,7 +372,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::Shaft,
-                        format!("SHAFT content {:?}", facts.at(t)),
+                        format!("SHAFT content \"{}\"", facts.at(t)),
                     ));
                 }
             }
@@ -430,14 +430,14 @@ fn link_reasons(
         reasons.push(reason(
             rule,
             ReasonCode::UrlNotAllowed,
-            format!("link host {host:?} is not one of the sender's domains"),
+            format!("link host \"{host}\" is not one of the sender's domains"),
         ));
     }
     if let Some(host) = shortener {
         reasons.push(reason(
             rule,
             ReasonCode::UrlShortener,
-            format!("link host {host:?} is a shortener, IP literal or punycode host"),
+            format!("link host \"{host}\" is a shortener, IP literal or punycode host"),
         ));
     }
 }

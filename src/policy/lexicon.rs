@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::content::normalize::normalize;
 
@@ -74,6 +74,7 @@ impl LexiconBuilder {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&self.patterns)
                     .map_err(|e| format!("keyword automaton: {e}"))?,
             )

@@ -97,6 +97,10 @@ fn trim_trailing(b: &[u8], start: usize, mut end: usize) -> usize {
 /// Finds every link in `text`; `tlds` are lowercase top-level domains that
 /// make a scheme-less `name.tld` a link.
 pub fn find<T: AsRef<str>>(text: &str, tlds: &[T], out: &mut Vec<Link>) {
+    // Every link has a dot in its host, or a scheme.
+    if !text.contains('.') && !text.contains("://") {
+        return;
+    }
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {

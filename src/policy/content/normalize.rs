@@ -51,7 +51,6 @@ pub fn is_cjk(c: char) -> bool {
 /// character, or `None` when the general NFKC pass is needed.
 fn fast_nfkc(c: char) -> Option<char> {
     match c {
-        '\0'..='\u{7F}' => Some(c),
         '\u{4E00}'..='\u{9FFF}' => Some(c),
         // Full-width ASCII maps to ASCII.
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
@@ -63,25 +62,60 @@ fn fast_nfkc(c: char) -> Option<char> {
     }
 }
 
+/// Length of the leading run of `b` that normalization copies unchanged:
+/// printable ASCII other than space, and CJK ideographs U+4E00–U+9FFF.
+fn passthrough_len(b: &[u8]) -> usize {
+    let mut i = 0;
+    while i < b.len() {
+        let x = b[i];
+        if x < 0x80 {
+            if x <= b' ' || x == 0x7F {
+                break;
+            }
+            i += 1;
+        } else if (0xE4..=0xE9).contains(&x) && i + 3 <= b.len() && (x != 0xE4 || b[i + 1] >= 0xB8)
+        {
+            // A three-byte sequence in U+4E00..=U+9FFF.
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
 /// Normalizes `input` into `out` (cleared first).
 pub fn normalize_into(input: &str, out: &mut String) {
     out.clear();
     out.reserve(input.len());
     let mut ws = Whitespace::default();
-    let fast = input
-        .chars()
-        .all(|c| is_invisible(c) || fast_nfkc(c).is_some());
-    if fast {
-        for c in input.chars() {
-            if let Some(m) = fast_nfkc(c) {
-                ws.push(out, m);
-            }
+    let mut i = 0;
+    while i < input.len() {
+        let run = passthrough_len(&input.as_bytes()[i..]);
+        if run > 0 {
+            ws.push_run(out, &input[i..i + run]);
+            i += run;
+            continue;
         }
-    } else {
-        for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
-            if !is_invisible(c) {
-                ws.push(out, c);
+        let Some(c) = input[i..].chars().next() else {
+            break;
+        };
+        i += c.len_utf8();
+        if c.is_ascii() {
+            ws.push(out, c);
+        } else if let Some(m) = fast_nfkc(c) {
+            ws.push(out, m);
+        } else if !is_invisible(c) {
+            // Something the fast table does not know: run the general pass
+            // over the whole input (composition may involve earlier text).
+            out.clear();
+            let mut ws = Whitespace::default();
+            for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
+                if !is_invisible(c) {
+                    ws.push(out, c);
+                }
             }
+            break;
         }
     }
     join_spaced_letters(out);
@@ -119,6 +153,24 @@ impl Whitespace {
         }
         out.push(c);
         self.last = Some(c);
+    }
+
+    /// Pushes a run of non-space characters that need no mapping.
+    fn push_run(&mut self, out: &mut String, run: &str) {
+        let mut chars = run.chars();
+        let (Some(first), last) = (chars.next(), chars.next_back()) else {
+            return;
+        };
+        if self.pending {
+            if let Some(prev) = self.last
+                && !(is_cjk(prev) && is_cjk(first))
+            {
+                out.push(' ');
+            }
+            self.pending = false;
+        }
+        out.push_str(run);
+        self.last = Some(last.unwrap_or(first));
     }
 }
 
