@@ -150,7 +150,9 @@ fn run_with(
             None => links::find(text, FALLBACK_TLDS, &mut s.links),
         }
     }
-    if wants(|k| matches!(k, Kind::Pii { .. } | Kind::Phones { .. })) {
+    // Digits in the body: too few and no number or PII can be there.
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if digits >= 13 && wants(|k| matches!(k, Kind::Pii { .. } | Kind::Phones { .. })) {
         let (prc, cards) = active()
             .find_map(|r| match r.kind {
                 Kind::Pii { prc_id, cards } => Some((prc_id, cards)),
@@ -245,6 +247,9 @@ fn run_with(
                 link_reasons(rule, &facts, sender, shorteners, reasons)
             }
             Kind::Phones { min, max, money } => {
+                if digits < *min {
+                    continue;
+                }
                 s.skip.clear();
                 s.skip.extend(facts.links.iter().map(|l| l.span));
                 s.skip.extend(facts.pii.iter().map(|p| p.span));

@@ -65,7 +65,24 @@ fn fast_nfkc(c: char) -> Option<char> {
 /// Length of the leading run of `b` that normalization copies unchanged:
 /// printable ASCII other than space, and CJK ideographs U+4E00–U+9FFF.
 fn passthrough_len(b: &[u8]) -> usize {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
+    // Eight printable ASCII bytes at a time: no high bit, none <= space,
+    // none equal to DEL.
+    while i + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[i..i + 8]);
+        let w = u64::from_le_bytes(word);
+        let del = w ^ (0x7F * LOW);
+        let bad = (w & HIGH)
+            | (w.wrapping_sub(0x21 * LOW) & !w & HIGH)
+            | (del.wrapping_sub(LOW) & !del & HIGH);
+        if bad != 0 {
+            break;
+        }
+        i += 8;
+    }
     while i < b.len() {
         let x = b[i];
         if x < 0x80 {
@@ -178,12 +195,22 @@ impl Whitespace {
 /// spaces: "g u a r a n t e e d" → "guaranteed".
 fn join_spaced_letters(s: &mut String) {
     let b = s.as_bytes();
-    // Cheap pre-check: any "x y" with single letters at all?
     let single = |i: usize| -> bool {
         b[i].is_ascii_alphabetic()
             && (i == 0 || b[i - 1] == b' ')
             && (i + 1 == b.len() || b[i + 1] == b' ')
     };
+    // Cheap pre-check: at least four single-letter tokens at all?
+    let mut singles = usize::from(!b.is_empty() && single(0));
+    for i in 0..b.len().saturating_sub(1) {
+        if b[i] == b' ' && b[i + 1].is_ascii_alphabetic() && (i + 2 == b.len() || b[i + 2] == b' ')
+        {
+            singles += 1;
+        }
+    }
+    if singles < 4 {
+        return;
+    }
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
@@ -233,6 +260,10 @@ mod tests {
         assert_eq!(normalize("回Ｔ退订"), "回T退订");
         assert_eq!(normalize("  a\t\n b  "), "a b");
         assert_eq!(normalize("秒　批"), "秒批");
+        assert_eq!(
+            normalize("abcdefg\thijklmnop\u{7f}q  r"),
+            "abcdefg hijklmnop\u{7f}q r"
+        );
     }
 
     #[test]
