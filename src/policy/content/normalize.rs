@@ -62,34 +62,52 @@ fn fast_nfkc(c: char) -> Option<char> {
     }
 }
 
+/// Is `x` printable ASCII other than space?
+fn printable(x: u8) -> bool {
+    x > b' ' && x < 0x7F
+}
+
 /// Length of the leading run of `b` that normalization copies unchanged:
-/// printable ASCII other than space, and CJK ideographs U+4E00–U+9FFF.
-fn passthrough_len(b: &[u8]) -> usize {
+/// printable ASCII, single spaces between printable ASCII, and CJK
+/// ideographs U+4E00–U+9FFF. Also counts the spaces in it that are followed
+/// by a letter (possible single-letter tokens).
+fn passthrough_len(b: &[u8]) -> (usize, usize) {
     const LOW: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
-    // Eight printable ASCII bytes at a time: no high bit, none <= space,
-    // none equal to DEL.
-    while i + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[i..i + 8]);
-        let w = u64::from_le_bytes(word);
-        let del = w ^ (0x7F * LOW);
-        let bad = (w & HIGH)
-            | (w.wrapping_sub(0x21 * LOW) & !w & HIGH)
-            | (del.wrapping_sub(LOW) & !del & HIGH);
-        if bad != 0 {
-            break;
-        }
-        i += 8;
-    }
-    while i < b.len() {
-        let x = b[i];
-        if x < 0x80 {
-            if x <= b' ' || x == 0x7F {
+    let mut letters_after_space = 0;
+    loop {
+        // Eight printable ASCII bytes at a time: no high bit, none <= space,
+        // none equal to DEL.
+        while i + 8 <= b.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&b[i..i + 8]);
+            let w = u64::from_le_bytes(word);
+            let del = w ^ (0x7F * LOW);
+            let bad = (w & HIGH)
+                | (w.wrapping_sub(0x21 * LOW) & !w & HIGH)
+                | (del.wrapping_sub(LOW) & !del & HIGH);
+            if bad != 0 {
                 break;
             }
-            i += 1;
+            i += 8;
+        }
+        let Some(&x) = b.get(i) else {
+            break;
+        };
+        if x < 0x80 {
+            if printable(x) {
+                i += 1;
+            } else if x == b' '
+                && i > 0
+                && printable(b[i - 1])
+                && b.get(i + 1).is_some_and(|n| printable(*n))
+            {
+                letters_after_space += usize::from(b[i + 1].is_ascii_alphabetic());
+                i += 1;
+            } else {
+                break;
+            }
         } else if (0xE4..=0xE9).contains(&x) && i + 3 <= b.len() && (x != 0xE4 || b[i + 1] >= 0xB8)
         {
             // A three-byte sequence in U+4E00..=U+9FFF.
@@ -98,7 +116,7 @@ fn passthrough_len(b: &[u8]) -> usize {
             break;
         }
     }
-    i
+    (i, letters_after_space)
 }
 
 /// Normalizes `input` into `out` (cleared first).
@@ -108,8 +126,9 @@ pub fn normalize_into(input: &str, out: &mut String) {
     let mut ws = Whitespace::default();
     let mut i = 0;
     while i < input.len() {
-        let run = passthrough_len(&input.as_bytes()[i..]);
+        let (run, letters) = passthrough_len(&input.as_bytes()[i..]);
         if run > 0 {
+            ws.singles += letters;
             ws.push_run(out, &input[i..i + run]);
             i += run;
             continue;
@@ -126,7 +145,7 @@ pub fn normalize_into(input: &str, out: &mut String) {
             // Something the fast table does not know: run the general pass
             // over the whole input (composition may involve earlier text).
             out.clear();
-            let mut ws = Whitespace::default();
+            ws = Whitespace::default();
             for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
                 if !is_invisible(c) {
                     ws.push(out, c);
@@ -135,7 +154,26 @@ pub fn normalize_into(input: &str, out: &mut String) {
             break;
         }
     }
-    join_spaced_letters(out);
+    // Only text with at least four tokens starting with a letter can hold
+    // a run of four single letters.
+    if ws.singles >= 4 {
+        join_spaced_letters(out);
+    }
+}
+
+/// The same normalization without the fast paths: every character goes
+/// through NFKC and the whitespace handling one by one. Tests compare the
+/// two.
+pub fn normalize_general(input: &str) -> String {
+    let mut out = String::new();
+    let mut ws = Whitespace::default();
+    for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
+        if !is_invisible(c) {
+            ws.push(&mut out, c);
+        }
+    }
+    join_spaced_letters(&mut out);
+    out
 }
 
 /// Normalizes into a new string.
@@ -152,6 +190,9 @@ pub fn normalize(input: &str) -> String {
 struct Whitespace {
     pending: bool,
     last: Option<char>,
+    /// Tokens starting with an ASCII letter (an upper bound of the
+    /// single-letter tokens), to skip the letter-joining pass cheaply.
+    singles: usize,
 }
 
 impl Whitespace {
@@ -159,6 +200,9 @@ impl Whitespace {
         if c.is_whitespace() {
             self.pending = true;
             return;
+        }
+        if c.is_ascii_alphabetic() && (self.pending || self.last.is_none()) {
+            self.singles += 1;
         }
         if self.pending {
             if let Some(last) = self.last
@@ -178,6 +222,9 @@ impl Whitespace {
         let (Some(first), last) = (chars.next(), chars.next_back()) else {
             return;
         };
+        if first.is_ascii_alphabetic() && (self.pending || self.last.is_none()) {
+            self.singles += 1;
+        }
         if self.pending {
             if let Some(prev) = self.last
                 && !(is_cjk(prev) && is_cjk(first))
@@ -200,17 +247,6 @@ fn join_spaced_letters(s: &mut String) {
             && (i == 0 || b[i - 1] == b' ')
             && (i + 1 == b.len() || b[i + 1] == b' ')
     };
-    // Cheap pre-check: at least four single-letter tokens at all?
-    let mut singles = usize::from(!b.is_empty() && single(0));
-    for i in 0..b.len().saturating_sub(1) {
-        if b[i] == b' ' && b[i + 1].is_ascii_alphabetic() && (i + 2 == b.len() || b[i + 2] == b' ')
-        {
-            singles += 1;
-        }
-    }
-    if singles < 4 {
-        return;
-    }
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
