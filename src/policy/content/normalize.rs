@@ -103,7 +103,11 @@ fn passthrough_len(b: &[u8]) -> (usize, usize) {
                 && printable(b[i - 1])
                 && b.get(i + 1).is_some_and(|n| printable(*n))
             {
-                letters_after_space += usize::from(b[i + 1].is_ascii_alphabetic());
+                // A letter not followed by another printable byte may be a
+                // single-letter token.
+                letters_after_space += usize::from(
+                    b[i + 1].is_ascii_alphabetic() && !b.get(i + 2).is_some_and(|n| printable(*n)),
+                );
                 i += 1;
             } else {
                 break;
@@ -154,8 +158,8 @@ pub fn normalize_into(input: &str, out: &mut String) {
             break;
         }
     }
-    // Only text with at least four tokens starting with a letter can hold
-    // a run of four single letters.
+    // Only text with at least four single-letter tokens can hold a run of
+    // four of them.
     if ws.singles >= 4 {
         join_spaced_letters(out);
     }
@@ -190,8 +194,8 @@ pub fn normalize(input: &str) -> String {
 struct Whitespace {
     pending: bool,
     last: Option<char>,
-    /// Tokens starting with an ASCII letter (an upper bound of the
-    /// single-letter tokens), to skip the letter-joining pass cheaply.
+    /// An upper bound of the single-letter tokens seen, to skip the
+    /// letter-joining pass cheaply.
     singles: usize,
 }
 
@@ -222,7 +226,10 @@ impl Whitespace {
         let (Some(first), last) = (chars.next(), chars.next_back()) else {
             return;
         };
-        if first.is_ascii_alphabetic() && (self.pending || self.last.is_none()) {
+        if first.is_ascii_alphabetic()
+            && (self.pending || self.last.is_none())
+            && !run.as_bytes().get(1).is_some_and(|n| printable(*n))
+        {
             self.singles += 1;
         }
         if self.pending {
