@@ -62,6 +62,11 @@ fn septets(body: &str) -> Option<usize> {
         }
         return (!invalid).then_some(n);
     }
+    // Every non-ASCII GSM character is below U+0400 except the euro sign:
+    // anything else (CJK, emoji) means UCS-2 without a table lookup.
+    if body.chars().any(|c| c as u32 >= 0x400 && c != '€') {
+        return None;
+    }
     body.chars().map(gsm_cost).sum()
 }
 
