@@ -324,7 +324,7 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
     for topic in contract_topics() {
         let line = script
             .lines()
-            .find(|l| l.trim().split_whitespace().nth(1) == Some(topic.as_str()))
+            .find(|l| l.split_whitespace().nth(1) == Some(topic.as_str()))
             .unwrap_or_else(|| panic!("topic {topic} is not created"));
         assert_eq!(
             line.contains("cleanup.policy=compact"),

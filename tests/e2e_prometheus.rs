@@ -82,6 +82,9 @@ fn promtool_accepts_the_shipped_config_and_rules_and_their_unit_tests_pass() {
     promtool(&["check", "rules", spec.to_str().unwrap()]);
 }
 
+/// One series of a query result: its labels and value.
+type Sample = (BTreeMap<String, String>, f64);
+
 /// A Prometheus server on a free loopback port, killed with the test.
 struct Prometheus {
     _child: support::process::Child,
@@ -165,7 +168,7 @@ impl Prometheus {
     }
 
     /// An instant query: the result vector as (labels, value).
-    fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    fn query(&self, promql: &str) -> Result<Vec<Sample>, String> {
         let data = self.api(&format!("/api/v1/query?query={}", url_encode(promql)))?;
         let result = match data["resultType"].as_str() {
             Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
