@@ -593,3 +593,70 @@ fn the_operations_guide_covers_deploy_configure_scale_security_and_backup() {
         );
     }
 }
+
+/// Runs `smsgate healthcheck` with `env` and `--config config/default.toml`:
+/// it loads the configuration exactly as `run` would, then probes. Exit 2
+/// would be a configuration error; 0 or 1 only says whether a gate answered.
+fn configuration_loads_with(env: &[(String, String)]) -> Result<(), String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"));
+    command
+        .args(["healthcheck", "--config", "config/default.toml"])
+        .current_dir(repo_path(""));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    match out.status.code() {
+        Some(0 | 1) => Ok(()),
+        _ => Err(String::from_utf8_lossy(&out.stderr).to_string()),
+    }
+}
+
+#[test]
+fn the_image_and_compose_environments_make_a_valid_configuration() {
+    let dockerfile = read("Dockerfile");
+    let mut image_env = Vec::new();
+    let mut in_env = false;
+    for line in dockerfile.lines() {
+        in_env = line.starts_with("ENV ") || (in_env && line.starts_with(' '));
+        if in_env {
+            for pair in line
+                .trim_start_matches("ENV ")
+                .trim()
+                .trim_end_matches('\\')
+                .split_whitespace()
+            {
+                let (k, v) = pair.split_once('=').unwrap();
+                image_env.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    let keys: Vec<&str> = image_env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "SMSGATE__METRICS__LISTEN",
+            "SMSGATE__LOG__FORMAT",
+            "SMSGATE__POLICY__SENDERS"
+        ]
+    );
+    configuration_loads_with(&image_env)
+        .unwrap_or_else(|e| panic!("the image's configuration: {e}"));
+
+    let compose = yaml_document("docker-compose.yml");
+    let compose_env: Vec<(String, String)> = compose["services"]["smsgate"]["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    configuration_loads_with(&compose_env)
+        .unwrap_or_else(|e| panic!("the compose configuration: {e}"));
+
+    // And a broken one is told apart.
+    let broken = [(
+        "SMSGATE__METRICS__LISTEN".to_string(),
+        "not-an-address".to_string(),
+    )];
+    assert!(configuration_loads_with(&broken).is_err());
+}
