@@ -20,7 +20,7 @@ pub mod shutdown;
 pub mod source;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -212,7 +212,6 @@ impl Gate {
             topic: s.topics.outbound.clone(),
             drain_timeout: Duration::from_secs(s.pipeline.drain_timeout_secs),
             started: AtomicBool::new(true),
-            assignments: AtomicU64::new(0),
         };
         let consumer: GateConsumer = kafka::group_consumer(s)
             .create_with_context(context)
@@ -253,9 +252,6 @@ impl Gate {
 
         // 5. Drain, commit.
         self.metrics.stopping();
-        if let Ok(assignment) = consumer.assignment() {
-            let _ = consumer.pause(&assignment);
-        }
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
         consumer.context().commit_now(consumer, None);
