@@ -74,7 +74,11 @@ fn every_input_yields_exactly_one_decision_on_the_right_topic() {
     let topics = Topics::unique(broker, "flow");
     let workload = events::mix(&topics.group, EVENTS);
     let producer = TestProducer::new(&broker.bootstrap());
-    producer.send_all(&topics.consent, &workload.consent);
+    producer.send_consent(
+        &topics.consent,
+        support::gate::OTHER_PARTITIONS,
+        &workload.consent,
+    );
     let records: Vec<Record> = workload.outbound.iter().map(|c| c.record.clone()).collect();
     let positions = producer.send_all(&topics.outbound, &records);
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(workload.outbound).collect();

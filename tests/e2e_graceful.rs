@@ -30,12 +30,13 @@ fn sigterm_drains_commits_and_a_restart_continues_without_duplicates() {
     let config = GateConfig::new(broker, &topics).instance("graceful-0");
     let mut gate = Gate::start(&config, "graceful-1");
     gate.wait_ready(Duration::from_secs(60));
-    let producer = kafka::produce_paced(
+    let producer = kafka::produce_live(
         &broker.bootstrap(),
         &topics.outbound,
         records,
-        250,
-        Duration::from_millis(50),
+        1000,
+        2000,
+        collector.progress(),
     );
 
     let stop_at = EVENTS * 2 / 5;

@@ -11,17 +11,11 @@ use std::time::{Duration, Instant};
 
 use support::broker::Broker;
 use support::events::{self, Case};
-use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics, metric_sum};
+use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics};
 use support::kafka::{self, Collector, Record};
 use support::verify::{Delivery, verify};
 
 const EVENTS: usize = 30_000;
-
-fn consumed(gate: &Gate) -> f64 {
-    gate.get("/metrics")
-        .and_then(|(_, text)| metric_sum(&text, smsgate::metrics::EVENTS_CONSUMED))
-        .unwrap_or(0.0)
-}
 
 #[test]
 fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
@@ -34,13 +28,14 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
     let config = GateConfig::new(broker, &topics);
     let mut first = Gate::start(&config, "rebalance-a");
     first.wait_ready(Duration::from_secs(60));
-    // ~2,500 events/s for ~12 s: long enough for a join and a leave.
-    let producer = kafka::produce_paced(
+    // ~500 events/s for a minute: long enough for a join and a leave.
+    let producer = kafka::produce_live(
         &broker.bootstrap(),
         &topics.outbound,
         records,
-        250,
-        Duration::from_millis(100),
+        500,
+        2000,
+        collector.progress(),
     );
     let started = Instant::now();
 
@@ -61,7 +56,7 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
     );
     let took_part =
         support::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-            consumed(&second) > 0.0
+            second.consumed() > 0.0
         });
     assert!(
         took_part,
@@ -69,7 +64,7 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
         second.log_tail()
     );
     std::thread::sleep(Duration::from_secs(2));
-    let by_second = consumed(&second);
+    let by_second = second.consumed();
     let status = second.sigterm(Duration::from_secs(40)).unwrap_or_else(|| {
         panic!(
             "second instance did not exit after SIGTERM; log:\n{}",

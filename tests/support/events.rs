@@ -167,6 +167,16 @@ fn consent(to: &str, action: &str, scope: &str, sender: &str, at: chrono::DateTi
     v
 }
 
+/// A valid consent record for a recipient no test event uses; see
+/// [`super::kafka::TestProducer::send_consent`].
+pub fn consent_sentinel(partition: i32) -> Record {
+    let to = format!("+1555000{:04}", partition);
+    record(
+        &to,
+        &consent(&to, "opt_out", "marketing", "*", Utc::now() - days(1)),
+    )
+}
+
 /// Compliant marketing (signature, opt-out text) to `to`.
 fn marketing(id: String, to: &str, cn: bool) -> Value {
     if cn {

@@ -221,6 +221,13 @@ impl Gate {
         http_get(self.metrics, path)
     }
 
+    /// Events this instance has consumed, from its `/metrics` (0 when unknown).
+    pub fn consumed(&self) -> f64 {
+        self.get("/metrics")
+            .and_then(|(_, text)| metric_sum(&text, smsgate::metrics::EVENTS_CONSUMED))
+            .unwrap_or(0.0)
+    }
+
     /// kill -9.
     pub fn kill9(&mut self) -> ExitStatus {
         self.child.kill9()

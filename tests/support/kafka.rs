@@ -105,6 +105,42 @@ impl TestProducer {
     }
 }
 
+impl TestProducer {
+    /// Produces one record to an explicit partition, alone in its batch.
+    pub fn send_one(&self, topic: &str, partition: i32, r: &Record) -> Position {
+        self.reports.results.lock().unwrap().clear();
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(0usize))
+            .partition(partition)
+            .payload(&r.value[..]);
+        if let Some(k) = &r.key {
+            record = record.key(&k[..]);
+        }
+        self.producer
+            .send(record)
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition} failed: {e}"));
+        self.producer
+            .flush(Timeout::After(Duration::from_secs(60)))
+            .expect("flush the test producer");
+        match self.reports.results.lock().unwrap().get(&0) {
+            Some(Ok(p)) => *p,
+            other => panic!("record to {topic}/{partition} not delivered: {other:?}"),
+        }
+    }
+
+    /// Produces consent records, then one more record alone in its batch on
+    /// every partition. The memory build of Tansu reports the high watermark
+    /// as a multi-record batch's base offset + 1; a single-record last batch
+    /// makes the end offset the gate reads at start true, so "consent caught
+    /// up" means every record was read.
+    pub fn send_consent(&self, topic: &str, partitions: u32, records: &[Record]) -> Vec<Position> {
+        let mut positions = self.send_all(topic, records);
+        for p in 0..partitions as i32 {
+            positions.push(self.send_one(topic, p, &super::events::consent_sentinel(p)));
+        }
+        positions
+    }
+}
+
 /// Which output topic a record was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
@@ -287,6 +323,11 @@ impl Collector {
         self.seen.lock().unwrap().outputs.len()
     }
 
+    /// A handle on the count for other threads.
+    pub fn progress(&self) -> Progress {
+        Progress(self.seen.clone())
+    }
+
     /// Waits until every input has a decision, printing progress; then
     /// keeps reading for `settle` so that late duplicates are seen too.
     /// Returns how long full coverage took, or `None` on timeout.
@@ -405,24 +446,43 @@ pub fn wait_committed(
     last
 }
 
-/// Produces `records` to `topic` from a background thread in batches of
-/// `batch` with `pause` between them, so that the gate works on a live
-/// stream; the thread returns the positions in input order.
-pub fn produce_paced(
+/// A live stream: produces `records` to `topic` from a background thread
+/// in batches of 100 at about `per_sec` records/s, never more than `ahead`
+/// records ahead of what `progress` has seen decided — so that the gate has
+/// work in flight whenever a test kills or stops it, however slow its
+/// restarts. The thread returns the positions in input order.
+pub fn produce_live(
     bootstrap: &str,
     topic: &str,
     records: Vec<Record>,
-    batch: usize,
-    pause: Duration,
+    per_sec: u32,
+    ahead: usize,
+    progress: Progress,
 ) -> std::thread::JoinHandle<Vec<Position>> {
+    const BATCH: usize = 100;
     let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    let pause = Duration::from_secs_f64(BATCH as f64 / per_sec.max(1) as f64);
     std::thread::spawn(move || {
         let producer = TestProducer::new(&bootstrap);
         let mut positions = Vec::with_capacity(records.len());
-        for chunk in records.chunks(batch.max(1)) {
+        for chunk in records.chunks(BATCH) {
+            while positions.len().saturating_sub(progress.count()) >= ahead {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             positions.extend(producer.send_all(&topic, chunk));
             std::thread::sleep(pause);
         }
         positions
     })
+}
+
+/// A cheap handle on a [`Collector`]'s progress, for other threads.
+#[derive(Clone)]
+pub struct Progress(Arc<Mutex<Seen>>);
+
+impl Progress {
+    /// Output records read so far.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().outputs.len()
+    }
 }
