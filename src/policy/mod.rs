@@ -6,10 +6,19 @@
 //! call [`Policy::decide`] with their own state and their own `now`.
 
 pub mod consent;
+pub mod content;
+pub mod evaluate;
+pub mod jurisdiction;
+pub mod lexicon;
+pub mod pack;
+pub mod quiet_hours;
 pub mod registry;
+pub mod rules;
+pub mod sender;
 pub mod view;
 
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +26,9 @@ use sha2::{Digest, Sha256};
 
 use crate::decision::{Decision, Reason, ReasonCode};
 use crate::event::{Malformed, OutboundSms};
+pub use pack::{Pack, Rule};
 pub use registry::{Registry, Sender};
+use sender::SenderProfile;
 pub use view::{CapView, ConsentView, DedupView, EmptyState, Seen, StateView};
 
 /// Why a policy could not be loaded. Every variant names the file, and the
@@ -55,11 +66,18 @@ pub enum Origin {
 #[derive(Debug, Clone)]
 pub struct Policy {
     registry: Registry,
+    /// Registry entries prepared for matching, by sender id.
+    senders: HashMap<String, SenderProfile>,
+    packs: Arc<[Pack]>,
+    /// Index of the pack for numbers no prefix matches.
+    fallback: usize,
     version: Arc<str>,
     dedup_window: chrono::Duration,
+    cap_window: chrono::Duration,
 }
 
-/// A rule id and its citation, shared by every reason it emits.
+/// A rule id and its citation, for the rules that live outside packs
+/// (malformed input, unknown sender).
 #[derive(Debug, Clone)]
 struct RuleRef {
     rule: Arc<str>,
@@ -84,31 +102,153 @@ impl RuleRef {
     }
 }
 
+/// Reads every `*.toml` of a pack directory, in file-name order.
+fn read_pack_dir(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
+    let read_err = |path: &Path, e: std::io::Error| PolicyError::Read {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
+        let path = entry.map_err(|e| read_err(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
+            files.push((path.display().to_string(), text));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(PolicyError::Invalid {
+            path: dir.display().to_string(),
+            rule: None,
+            problem: "no *.toml policy packs in this directory".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// The shipped packs as (name, text).
+pub fn shipped_packs() -> Vec<(String, String)> {
+    pack::SHIPPED
+        .iter()
+        .map(|(n, t)| (format!("(built-in) config/policies/{n}"), t.to_string()))
+        .collect()
+}
+
 impl Policy {
     pub fn load(source: &PolicySource) -> Result<Policy, PolicyError> {
         let mut registry = Registry::default();
-        let mut hasher = Sha256::new();
         for path in &source.senders {
             registry.merge(Registry::load(path)?);
         }
-        for (id, s) in registry.iter_sorted() {
-            hasher.update(format!("{id}{s:?}").as_bytes());
+        let files = match &source.packs {
+            Some(dir) => read_pack_dir(dir)?,
+            None => shipped_packs(),
+        };
+        Policy::from_parts(&files, registry)
+    }
+
+    /// Compiles packs given as (file name, text) over a registry.
+    pub fn from_parts(
+        files: &[(String, String)],
+        registry: Registry,
+    ) -> Result<Policy, PolicyError> {
+        let mut packs: Vec<Pack> = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut rule_ids = HashSet::new();
+        let mut prefixes = HashSet::new();
+        for (file, text) in files {
+            let name = Path::new(file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            hasher.update(name.unwrap_or_default().as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+            let pack = pack::compile(file, text)?;
+            let invalid = |rule: Option<&str>, problem: String| PolicyError::Invalid {
+                path: file.clone(),
+                rule: rule.map(str::to_string),
+                problem,
+            };
+            if packs.iter().any(|p| p.name == pack.name) {
+                return Err(invalid(
+                    None,
+                    format!("pack name {:?} is used twice", pack.name),
+                ));
+            }
+            for p in &pack.prefixes {
+                if !prefixes.insert(p.clone()) {
+                    return Err(invalid(None, format!("prefix {p} is claimed by two packs")));
+                }
+            }
+            for r in &pack.rules {
+                if !rule_ids.insert(r.id.clone()) {
+                    return Err(invalid(
+                        Some(&r.id),
+                        "duplicate rule id (used in another pack)".into(),
+                    ));
+                }
+            }
+            packs.push(pack);
         }
-        let version = format!("sha256:{}", hex::encode(&hasher.finalize()[..8]));
+        let fallback = packs
+            .iter()
+            .position(|p| p.name == "default")
+            .ok_or_else(|| PolicyError::Invalid {
+                path: files.first().map(|f| f.0.clone()).unwrap_or_default(),
+                rule: None,
+                problem: "no pack named \"default\" (used for numbers no prefix matches)".into(),
+            })?;
+        for (id, s) in registry.iter_sorted() {
+            hasher.update(
+                format!(
+                    "{id}\0{}\0{:?}\0{:?}\0{:?}\0{}\n",
+                    s.brand, s.aliases, s.domains, s.numbers, s.lender
+                )
+                .as_bytes(),
+            );
+        }
+        let version = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let window = |f: fn(&rules::Kind) -> Option<chrono::Duration>| {
+            packs
+                .iter()
+                .flat_map(|p| p.rules.iter())
+                .filter(|r| r.enabled)
+                .filter_map(|r| f(&r.kind))
+                .max()
+                .unwrap_or(chrono::Duration::hours(24))
+        };
+        let dedup_window = window(|k| match k {
+            rules::Kind::Duplicate { window } => Some(*window),
+            _ => None,
+        });
+        let cap_window = window(|k| match k {
+            rules::Kind::FrequencyCap { window, .. } => Some(*window),
+            _ => None,
+        });
+        let senders = registry
+            .iter_sorted()
+            .into_iter()
+            .map(|(id, s)| (id.clone(), SenderProfile::new(s)))
+            .collect();
         Ok(Policy {
             registry,
+            senders,
+            packs: packs.into(),
+            fallback,
             version: version.into(),
-            dedup_window: chrono::Duration::hours(24),
+            dedup_window,
+            cap_window,
         })
     }
 
-    /// A policy over an in-memory registry (tests, demo).
+    /// The shipped packs over an in-memory registry (tests, demo).
     pub fn with_registry(registry: Registry) -> Policy {
-        Policy {
-            registry,
-            version: "sha256:inline".into(),
-            dedup_window: chrono::Duration::hours(24),
-        }
+        // The shipped packs are compiled in and covered by tests; failing
+        // here is a build defect, not something input can cause.
+        #[allow(clippy::expect_used)]
+        Policy::from_parts(&shipped_packs(), registry).expect("the shipped policy packs compile")
     }
 
     pub fn version(&self) -> &Arc<str> {
@@ -119,14 +259,35 @@ impl Policy {
         &self.registry
     }
 
-    /// How long decided message ids must be remembered.
+    /// The compiled packs, in load order.
+    pub fn packs(&self) -> &[Pack] {
+        &self.packs
+    }
+
+    /// The pack for a recipient: the longest matching prefix, else `default`.
+    pub fn pack_for(&self, to: &str) -> &Pack {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, p) in self.packs.iter().enumerate() {
+            for prefix in &p.prefixes {
+                if to.starts_with(prefix.as_str()) && best.is_none_or(|(len, _)| prefix.len() > len)
+                {
+                    best = Some((prefix.len(), i));
+                }
+            }
+        }
+        &self.packs[best.map_or(self.fallback, |(_, i)| i)]
+    }
+
+    /// How long decided message ids must be remembered (the longest
+    /// duplicate window of any pack).
     pub fn dedup_window(&self) -> chrono::Duration {
         self.dedup_window
     }
 
-    /// How long approved marketing must be remembered for caps.
+    /// How long approved marketing must be remembered for caps (the longest
+    /// cap window of any pack).
     pub fn cap_window(&self) -> chrono::Duration {
-        chrono::Duration::hours(24)
+        self.cap_window
     }
 
     /// The decision for input that is not a valid event.
@@ -166,25 +327,28 @@ impl Policy {
         state: &dyn StateView,
         now: DateTime<Utc>,
     ) -> Decision {
+        let pack = self.pack_for(&event.to);
         let mut reasons = Vec::new();
-        if let Some(seen) = state.seen(&event.message_id) {
-            let dup = match origin {
-                Origin::Intake => now - seen.first_at < self.dedup_window,
-                Origin::Release => seen.outcome != crate::decision::Outcome::Defer,
-            };
-            if dup {
-                reasons.push(
-                    RuleRef::new("core.duplicate", "smsgate contract §7 (dedup window)").reason(
+        let seen = state.seen(&event.message_id);
+        for rule in pack.rules.iter().filter(|r| r.applies_to(event.category)) {
+            if let (rules::Kind::Duplicate { window }, Some(seen)) = (&rule.kind, seen) {
+                let dup = match origin {
+                    Origin::Intake => now - seen.first_at < *window,
+                    Origin::Release => seen.outcome != crate::decision::Outcome::Defer,
+                };
+                if dup {
+                    reasons.push(evaluate::reason(
+                        rule,
                         ReasonCode::Duplicate,
                         format!(
                             "message_id already decided at {}",
                             crate::decision::format_time(&seen.first_at)
                         ),
-                    ),
-                );
+                    ));
+                }
             }
         }
-        if self.registry.get(&event.sender).is_none() {
+        let Some(sender) = self.senders.get(&event.sender) else {
             reasons.insert(
                 0,
                 RuleRef::new(
@@ -193,30 +357,13 @@ impl Policy {
                 )
                 .reason(
                     ReasonCode::SenderUnknown,
-                    format!("sender {} is not in the registry", event.sender),
+                    format!("sender {:?} is not in the registry", event.sender),
                 ),
             );
             return self.finish(event, reasons, None, now);
-        }
-        let verdict = consent::evaluate(event, state, now);
-        if let Some((code, detail)) = verdict.consent {
-            reasons.push(
-                RuleRef::new(
-                    "consent.marketing",
-                    "MIIT 通信短信息服务管理规定 (2015) art. 18; TCPA 47 CFR 64.1200",
-                )
-                .reason(code, detail),
-            );
-        }
-        if verdict.personalization_refused {
-            reasons.push(
-                RuleRef::new("consent.personalization", "PIPL art. 24").reason(
-                    ReasonCode::PersonalizationRefused,
-                    "recipient refused personalized targeting".into(),
-                ),
-            );
-        }
-        self.finish(event, reasons, None, now)
+        };
+        let release_at = evaluate::run(pack, event, sender, state, now, &mut reasons);
+        self.finish(event, reasons, release_at, now)
     }
 
     fn finish(

@@ -1,0 +1,192 @@
+//! Phone numbers in a body: runs of 7–15 digits, separators allowed, that
+//! are not dates, amounts of money, parts of links or PII already flagged.
+//! A sender's own number matches with or without the country prefix.
+
+use crate::policy::lexicon::Span;
+
+/// One number found: where it is and its digits (up to 15).
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneNumber {
+    pub span: Span,
+    digits: [u8; 15],
+    len: usize,
+}
+
+impl PhoneNumber {
+    pub fn digits(&self) -> &str {
+        // Only ASCII digits are stored.
+        std::str::from_utf8(&self.digits[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Money markers that make a digit run an amount.
+#[derive(Debug, Clone, Default)]
+pub struct MoneyMarkers {
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+fn separator(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+}
+
+/// `2026-11-28`, `2026/11/28`, `28.11.2026`, or `20261128`.
+fn is_date(groups: &[(usize, u8)], digits: &[u8]) -> bool {
+    let g = |k: usize| groups.get(k).map(|x| x.0);
+    let sep = |k: usize| groups.get(k).map(|x| x.1);
+    let date_sep = |s: Option<u8>| matches!(s, Some(b'-' | b'/' | b'.'));
+    let short = |n: Option<usize>| matches!(n, Some(1 | 2));
+    if groups.len() >= 3 && date_sep(sep(1)) && sep(1) == sep(2) {
+        if g(0) == Some(4) && short(g(1)) && short(g(2)) {
+            return true;
+        }
+        if short(g(0)) && short(g(1)) && g(2) == Some(4) {
+            return true;
+        }
+    }
+    if groups.len() == 1
+        && digits.len() == 8
+        && (digits.starts_with(b"19") || digits.starts_with(b"20"))
+    {
+        let month = (digits[4] - b'0') * 10 + (digits[5] - b'0');
+        let day = (digits[6] - b'0') * 10 + (digits[7] - b'0');
+        return (1..=12).contains(&month) && (1..=31).contains(&day);
+    }
+    false
+}
+
+fn money_around(text: &str, start: usize, end: usize, m: &MoneyMarkers) -> bool {
+    let before = text[..start].trim_end_matches(' ');
+    let after = text[end..].trim_start_matches(' ');
+    m.before.iter().any(|s| {
+        before.len() >= s.len()
+            && before.as_bytes()[before.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+    }) || m.after.iter().any(|s| {
+        after.len() >= s.len() && after.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes())
+    })
+}
+
+/// Calls `f` for every phone number in normalized `text` that does not
+/// overlap a `skip` span.
+pub fn find(
+    text: &str,
+    min: usize,
+    max: usize,
+    money: &MoneyMarkers,
+    skip: &[Span],
+    mut f: impl FnMut(&PhoneNumber),
+) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+            i += 1;
+            continue;
+        }
+        let start = if i > 0 && b[i - 1] == b'+' { i - 1 } else { i };
+        let mut digits = [0u8; 15];
+        let mut n = 0usize;
+        // (group length, separator before the group)
+        let mut groups = [(0usize, 0u8); 8];
+        let mut ng = 0;
+        let mut j = i;
+        let mut sep_before = 0u8;
+        loop {
+            let group_start = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                if n < 15 {
+                    digits[n] = b[j];
+                }
+                n += 1;
+                j += 1;
+            }
+            if ng < groups.len() {
+                groups[ng] = (j - group_start, sep_before);
+                ng += 1;
+            }
+            // Up to two separators, then more digits, continue the run.
+            let mut k = j;
+            while k < b.len() && k - j < 2 && (separator(b[k]) || b[k] == b'/') {
+                k += 1;
+            }
+            if k > j && k < b.len() && b[k].is_ascii_digit() {
+                sep_before = b[j];
+                j = k;
+                continue;
+            }
+            break;
+        }
+        let end = j;
+        i = end;
+        if n < min || n > max || n > 15 {
+            continue;
+        }
+        if is_date(&groups[..ng], &digits[..n])
+            || money_around(text, start, end, money)
+            || skip.iter().any(|&(s, e)| start < e && s < end)
+        {
+            continue;
+        }
+        f(&PhoneNumber {
+            span: (start, end),
+            digits,
+            len: n,
+        });
+    }
+}
+
+/// Does a number found in the body equal one of the sender's numbers, with
+/// or without a country prefix (`+1…`, `86…`, `0086…`) on either side?
+pub fn is_sender_number(found: &str, numbers: &[String]) -> bool {
+    let strip = |s: &str| -> String {
+        let d: String = s.chars().filter(char::is_ascii_digit).collect();
+        d.strip_prefix("00").map(str::to_string).unwrap_or(d)
+    };
+    let found = strip(found);
+    numbers.iter().any(|n| {
+        let n = strip(n);
+        let (long, short) = if n.len() >= found.len() {
+            (&n, &found)
+        } else {
+            (&found, &n)
+        };
+        !short.is_empty() && long.ends_with(short.as_str()) && long.len() - short.len() <= 3
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<String> {
+        let money = MoneyMarkers {
+            before: vec!["¥".into(), "$".into()],
+            after: vec!["元".into(), "%".into(), "万".into()],
+        };
+        let mut out = Vec::new();
+        find(text, 7, 15, &money, &[], |p| {
+            out.push(p.digits().to_string())
+        });
+        out
+    }
+
+    #[test]
+    fn numbers_but_not_dates_times_money_or_otps() {
+        assert_eq!(found("致电 138-1234-5678 咨询"), vec!["13812345678"]);
+        assert_eq!(found("call (800) 555-0100 now"), vec!["8005550100"]);
+        assert_eq!(found("验证码 123456，5分钟有效"), Vec::<String>::new());
+        assert_eq!(found("2026-11-28 09:30 到期"), Vec::<String>::new());
+        assert_eq!(found("on 20261128 only"), Vec::<String>::new());
+        assert_eq!(found("额度 50000000元"), Vec::<String>::new());
+        assert_eq!(found("only $1 000 000.00"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sender_numbers_with_or_without_country_prefix() {
+        let nums = vec!["+18005550100".to_string(), "106900001234".to_string()];
+        assert!(is_sender_number("8005550100", &nums));
+        assert!(is_sender_number("18005550100", &nums));
+        assert!(is_sender_number("86106900001234", &nums));
+        assert!(!is_sender_number("8005550101", &nums));
+    }
+}

@@ -1,0 +1,443 @@
+//! Runs one pack's rules over one event and collects every failing rule.
+//!
+//! Consent is evaluated once and shared by the consent and personalization
+//! rules; the body is normalized and scanned once ([`Facts`]); quiet-hour
+//! rules are gathered so the release time satisfies all of them at once.
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
+
+use crate::decision::{Reason, ReasonCode};
+use crate::event::OutboundSms;
+use crate::policy::consent::{self, ConsentVerdict};
+use crate::policy::content::links::{self, HostKind, Link};
+use crate::policy::content::normalize::normalize_into;
+use crate::policy::content::phones::{self, is_sender_number};
+use crate::policy::content::pii::{self, Pii, PiiKind};
+use crate::policy::content::signature::{self, Signature};
+use crate::policy::content::{Facts, segments};
+use crate::policy::jurisdiction::{self, NanpTable};
+use crate::policy::lexicon::Span;
+use crate::policy::pack::{Pack, Rule};
+use crate::policy::quiet_hours::{self, Week, format_minute};
+use crate::policy::rules::{Kind, QuietRule};
+use crate::policy::sender::SenderProfile;
+use crate::policy::view::StateView;
+
+/// Scheme-less links are also looked for (to keep their digits out of the
+/// phone rule) when a pack has no links rule.
+const FALLBACK_TLDS: &[&str] = &[
+    "com", "cn", "net", "org", "io", "co", "me", "ly", "gl", "gd", "cc", "top", "xyz",
+];
+
+/// Buffers reused across decisions on one thread, so a decision does not
+/// allocate per rule.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    own: Vec<Span>,
+    links: Vec<Link>,
+    pii: Vec<Pii>,
+    skip: Vec<Span>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+pub fn reason(rule: &Rule, code: ReasonCode, detail: String) -> Reason {
+    Reason {
+        code,
+        rule: rule.id.clone(),
+        citation: rule.citation.clone(),
+        detail,
+    }
+}
+
+/// Which zones a quiet-hour rule looks at for this event, and the extra
+/// window for an unknown area code; `None` when the rule does not apply.
+fn quiet_scope<'a>(rule: &'a QuietRule, event: &'a OutboundSms) -> Option<(&'a [Tz], Week)> {
+    if !rule.regions.is_empty() {
+        let region = jurisdiction::region(event.recipient.region.as_deref(), &event.to)?;
+        if !rule.regions.iter().any(|r| r == region) {
+            return None;
+        }
+    }
+    if let Some(tz) = event.recipient.timezone.as_ref() {
+        return Some((std::slice::from_ref(tz), rule.week));
+    }
+    if rule.nanp && event.to.starts_with("+1") {
+        if let Some(area) = NanpTable::shipped().lookup(&event.to) {
+            return Some((&area.zones, rule.week));
+        }
+        let week = rule.unknown.map_or(rule.week, |u| rule.week.intersect(&u));
+        return (!rule.zones.is_empty()).then_some((&rule.zones[..], week));
+    }
+    (!rule.zones.is_empty()).then_some((&rule.zones[..], rule.week))
+}
+
+fn quiet_detail(zones: &[Tz], week: &Week, now: DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    for z in zones {
+        if !week.allows(*z, now) {
+            let local = now.with_timezone(z);
+            let w = week.0[local.weekday().num_days_from_monday() as usize];
+            return format!(
+                "local time {:02}:{:02} in {} is outside the allowed {}–{}",
+                local.hour(),
+                local.minute(),
+                z.name(),
+                format_minute(w.start),
+                format_minute(w.end)
+            );
+        }
+    }
+    String::new()
+}
+
+/// Evaluates every enabled rule of `pack` except duplicates (done by the
+/// caller) and returns the release time when a quiet-hour rule fails.
+pub fn run(
+    pack: &Pack,
+    event: &OutboundSms,
+    sender: &SenderProfile,
+    state: &dyn StateView,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+) -> Option<DateTime<Utc>> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => run_with(pack, event, sender, state, now, reasons, &mut scratch),
+        Err(_) => run_with(
+            pack,
+            event,
+            sender,
+            state,
+            now,
+            reasons,
+            &mut Scratch::default(),
+        ),
+    })
+}
+
+fn run_with(
+    pack: &Pack,
+    event: &OutboundSms,
+    sender: &SenderProfile,
+    state: &dyn StateView,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+    s: &mut Scratch,
+) -> Option<DateTime<Utc>> {
+    let active = || pack.rules.iter().filter(|r| r.applies_to(event.category));
+    let wants = |f: fn(&Kind) -> bool| active().any(|r| f(&r.kind));
+
+    // Facts about the body, computed once.
+    normalize_into(&event.body, &mut s.text);
+    let text = s.text.as_str();
+    sender.own_names(text, &mut s.own);
+    let hits = pack.lexicon.scan(text, &s.own);
+    s.links.clear();
+    s.pii.clear();
+    if wants(|k| matches!(k, Kind::Links { .. } | Kind::Phones { .. })) {
+        let tlds = active().find_map(|r| match &r.kind {
+            Kind::Links { tlds, .. } => Some(tlds),
+            _ => None,
+        });
+        match tlds {
+            Some(tlds) => links::find(text, tlds, &mut s.links),
+            None => links::find(text, FALLBACK_TLDS, &mut s.links),
+        }
+    }
+    if wants(|k| matches!(k, Kind::Pii { .. } | Kind::Phones { .. })) {
+        let (prc, cards) = active()
+            .find_map(|r| match r.kind {
+                Kind::Pii { prc_id, cards } => Some((prc_id, cards)),
+                _ => None,
+            })
+            .unwrap_or((true, true));
+        pii::find(text, prc, cards, &mut s.pii);
+    }
+    let facts = Facts {
+        text,
+        lending: pack.lending.and_then(|l| hits.get(l)),
+        hits,
+        links: &s.links,
+        pii: &s.pii,
+    };
+
+    let mut verdict: Option<ConsentVerdict> = None;
+    let mut quiet_failed = false;
+    for rule in active() {
+        match &rule.kind {
+            Kind::Duplicate { .. } => {}
+            Kind::Consent => {
+                let v = verdict.get_or_insert_with(|| consent::evaluate(event, state, now));
+                if let Some((code, detail)) = &v.consent {
+                    reasons.push(reason(rule, *code, detail.clone()));
+                }
+            }
+            Kind::Personalization => {
+                let v = verdict.get_or_insert_with(|| consent::evaluate(event, state, now));
+                if v.personalization_refused {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::PersonalizationRefused,
+                        "personalized targeting after a personalization opt-out".into(),
+                    ));
+                }
+            }
+            Kind::QuietHours(q) => {
+                if let Some((zones, week)) = quiet_scope(q, event)
+                    && !zones.iter().all(|z| week.allows(*z, now))
+                {
+                    quiet_failed = true;
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::QuietHours,
+                        quiet_detail(zones, &week, now),
+                    ));
+                }
+            }
+            Kind::FrequencyCap { max, window } => {
+                let count = state.approved_since(&event.to, event.subject_key(), now - *window);
+                if count >= *max {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::FrequencyCap,
+                        format!(
+                            "{count} approved marketing messages on subject {:?} in the last {} h (cap {max})",
+                            event.subject_key(),
+                            window.num_hours()
+                        ),
+                    ));
+                }
+            }
+            Kind::Signature => match signature::check(text, &sender.brand) {
+                Signature::Brand => {}
+                Signature::Missing => reasons.push(reason(
+                    rule,
+                    ReasonCode::SignatureMissing,
+                    format!("no 【{}】 signature at the start or end", sender.brand),
+                )),
+                Signature::Other(sig) => reasons.push(reason(
+                    rule,
+                    ReasonCode::SignatureMismatch,
+                    format!(
+                        "signature 【{sig}】 is not the sender's brand 【{}】",
+                        sender.brand
+                    ),
+                )),
+            },
+            Kind::OptOut { phrases, patterns } => {
+                let found =
+                    facts.hits.has(*phrases) || patterns.as_ref().is_some_and(|p| p.is_match(text));
+                if !found {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::OptoutMissing,
+                        format!("no opt-out instruction for pack {}", pack.name),
+                    ));
+                }
+            }
+            Kind::Links { shorteners, .. } => {
+                link_reasons(rule, &facts, sender, shorteners, reasons)
+            }
+            Kind::Phones { min, max, money } => {
+                s.skip.clear();
+                s.skip.extend(facts.links.iter().map(|l| l.span));
+                s.skip.extend(facts.pii.iter().map(|p| p.span));
+                let mut bad: Option<(usize, String)> = None;
+                let mut count = 0;
+                phones::find(text, *min, *max, money, &s.skip, |n| {
+                    if !is_sender_number(n.digits(), &sender.numbers) {
+                        count += 1;
+                        if bad.is_none() {
+                            let d = n.digits();
+                            bad = Some((d.len(), d[d.len().saturating_sub(4)..].to_string()));
+                        }
+                    }
+                });
+                if let Some((len, tail)) = bad {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::PhoneNotAllowed,
+                        format!("{count} phone number(s) not the sender's, e.g. {len} digits ending {tail}"),
+                    ));
+                }
+            }
+            Kind::Pii { .. } => {
+                if let Some(p) = facts.pii.first() {
+                    let what = match p.kind {
+                        PiiKind::PrcId => "a PRC resident ID number",
+                        PiiKind::Card => "a Luhn-valid payment card number",
+                    };
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::Pii,
+                        format!("{what} ({} digits)", p.digits),
+                    ));
+                }
+            }
+            Kind::LoanLicense => {
+                if let Some(l) = facts.lending
+                    && !sender.lender
+                {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::LoanUnlicensed,
+                        format!(
+                            "lending content {:?} from a sender with lender = false",
+                            facts.at(l)
+                        ),
+                    ));
+                }
+            }
+            Kind::Apr { rates, annualized } => {
+                if facts.lending.is_some()
+                    && let Some(r) = facts.hits.get(*rates)
+                    && !facts.hits.has(*annualized)
+                {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::AprMissing,
+                        format!("states {:?} without an annualized rate", facts.at(r)),
+                    ));
+                }
+            }
+            Kind::Claims { terms } => {
+                if facts.lending.is_some()
+                    && let Some(c) = facts.hits.get(*terms)
+                {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::ProhibitedClaim,
+                        format!("lending inducement {:?}", facts.at(c)),
+                    ));
+                }
+            }
+            Kind::AudienceMinor { min_age } => {
+                if let (Some(l), Some(age)) = (facts.lending, event.recipient.age)
+                    && age < *min_age
+                {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::AudienceMinor,
+                        format!(
+                            "lending content {:?} to a recipient aged {age} (< {min_age})",
+                            facts.at(l)
+                        ),
+                    ));
+                }
+            }
+            Kind::AudienceStudent => {
+                if let Some(l) = facts.lending
+                    && event.recipient.student == Some(true)
+                {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::AudienceStudent,
+                        format!("lending content {:?} to a student", facts.at(l)),
+                    ));
+                }
+            }
+            Kind::Impersonation { names } => {
+                if let Some(n) = facts.hits.get(*names) {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::Impersonation,
+                        format!(
+                            "names {:?}, which is not the sender's brand or alias",
+                            facts.at(n)
+                        ),
+                    ));
+                }
+            }
+            Kind::CategoryMismatch { terms } => {
+                if let Some(t) = facts.hits.get(*terms) {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::CategoryMismatch,
+                        format!(
+                            "{} body is promotional: {:?}",
+                            event.category.as_str(),
+                            facts.at(t)
+                        ),
+                    ));
+                }
+            }
+            Kind::Shaft { terms } => {
+                if let Some(t) = facts.hits.get(*terms) {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::Shaft,
+                        format!("SHAFT content {:?}", facts.at(t)),
+                    ));
+                }
+            }
+            Kind::Segments { max } => {
+                let seg = segments::count(&event.body);
+                if seg.parts > *max {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::TooLong,
+                        format!(
+                            "{} segments ({} {} {}) > {max}",
+                            seg.parts,
+                            seg.units,
+                            if seg.gsm7 { "GSM-7" } else { "UCS-2" },
+                            if seg.gsm7 { "septets" } else { "UTF-16 units" }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if !quiet_failed {
+        return None;
+    }
+    // Release when every applicable quiet-hour rule allows, in every zone.
+    let mut constraints = Vec::new();
+    for rule in active() {
+        if let Kind::QuietHours(q) = &rule.kind
+            && let Some((zones, week)) = quiet_scope(q, event)
+        {
+            constraints.extend(zones.iter().map(|z| (*z, week)));
+        }
+    }
+    Some(quiet_hours::release_at(&constraints, now).unwrap_or(now + chrono::Duration::hours(24)))
+}
+
+fn link_reasons(
+    rule: &Rule,
+    facts: &Facts<'_>,
+    sender: &SenderProfile,
+    shorteners: &[String],
+    reasons: &mut Vec<Reason>,
+) {
+    let mut shortener: Option<&str> = None;
+    let mut other: Option<&str> = None;
+    for link in facts.links {
+        let host = facts.at(link.host);
+        match links::classify(host, &sender.domains, shorteners) {
+            HostKind::Sender => {}
+            HostKind::Shortener => shortener = shortener.or(Some(host)),
+            HostKind::Other => other = other.or(Some(host)),
+        }
+    }
+    if let Some(host) = other {
+        reasons.push(reason(
+            rule,
+            ReasonCode::UrlNotAllowed,
+            format!("link host {host:?} is not one of the sender's domains"),
+        ));
+    }
+    if let Some(host) = shortener {
+        reasons.push(reason(
+            rule,
+            ReasonCode::UrlShortener,
+            format!("link host {host:?} is a shortener, IP literal or punycode host"),
+        ));
+    }
+}

@@ -1,0 +1,191 @@
+//! Keyword lists of a pack compiled into one Aho-Corasick automaton, so a
+//! body is scanned once for every list (lending terms, claims, brands,
+//! promotional words, SHAFT terms, opt-out phrases) instead of looping over
+//! `contains`.
+//!
+//! Terms are normalized like bodies and matched ASCII-case-insensitively.
+//! A term that starts or ends with an ASCII letter or digit only matches at
+//! a word boundary ("IRS" is not found in "FIRST"). Matches inside the
+//! sender's own brand or aliases are ignored by the caller's exclusion spans.
+
+use std::collections::HashMap;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::content::normalize::normalize;
+
+/// At most this many keyword lists per pack (one bit each).
+pub const MAX_LISTS: usize = 64;
+
+/// A byte range in the normalized text.
+pub type Span = (usize, usize);
+
+/// Handle of one list inside a [`Lexicon`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListId(u8);
+
+/// Collects lists before compiling.
+#[derive(Debug, Default)]
+pub struct LexiconBuilder {
+    patterns: Vec<String>,
+    index: HashMap<String, usize>,
+    masks: Vec<u64>,
+    lists: usize,
+}
+
+impl LexiconBuilder {
+    /// Adds a list; returns its handle. Errors name the bad term.
+    pub fn add(&mut self, terms: &[String]) -> Result<ListId, String> {
+        if self.lists >= MAX_LISTS {
+            return Err(format!("more than {MAX_LISTS} keyword lists in one pack"));
+        }
+        let id = self.lists;
+        self.lists += 1;
+        for term in terms {
+            let norm = normalize(term);
+            if norm.is_empty() {
+                return Err(format!("empty keyword {term:?}"));
+            }
+            let key = norm.to_ascii_lowercase();
+            let at = *self.index.entry(key).or_insert_with(|| {
+                self.patterns.push(norm);
+                self.masks.push(0);
+                self.patterns.len() - 1
+            });
+            self.masks[at] |= 1 << id;
+        }
+        Ok(ListId(id as u8))
+    }
+
+    pub fn build(self) -> Result<Lexicon, String> {
+        let edges = self
+            .patterns
+            .iter()
+            .map(|p| {
+                let first = p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                let last = p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+                (first, last)
+            })
+            .collect();
+        let automaton = if self.patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&self.patterns)
+                    .map_err(|e| format!("keyword automaton: {e}"))?,
+            )
+        };
+        Ok(Lexicon {
+            automaton,
+            masks: self.masks,
+            edges,
+        })
+    }
+}
+
+/// The compiled lists of one pack.
+#[derive(Debug, Clone)]
+pub struct Lexicon {
+    automaton: Option<AhoCorasick>,
+    /// Per pattern: which lists it belongs to.
+    masks: Vec<u64>,
+    /// Per pattern: whether its first / last character needs a word boundary.
+    edges: Vec<(bool, bool)>,
+}
+
+/// The first match of every list in one body.
+#[derive(Debug, Clone)]
+pub struct Hits {
+    any: u64,
+    first: [Span; MAX_LISTS],
+}
+
+impl Hits {
+    pub fn none() -> Hits {
+        Hits {
+            any: 0,
+            first: [(0, 0); MAX_LISTS],
+        }
+    }
+
+    /// The first match of `list`, as a span of the scanned text.
+    pub fn get(&self, list: ListId) -> Option<Span> {
+        (self.any & (1 << list.0) != 0).then(|| self.first[list.0 as usize])
+    }
+
+    pub fn has(&self, list: ListId) -> bool {
+        self.any & (1 << list.0) != 0
+    }
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+impl Lexicon {
+    /// Scans `text` once; matches overlapping an `excluded` span are skipped.
+    pub fn scan(&self, text: &str, excluded: &[Span]) -> Hits {
+        let mut hits = Hits::none();
+        let Some(ac) = &self.automaton else {
+            return hits;
+        };
+        let bytes = text.as_bytes();
+        for m in ac.find_overlapping_iter(text) {
+            let p = m.pattern().as_usize();
+            let mask = self.masks[p] & !hits.any;
+            if mask == 0 {
+                continue;
+            }
+            let (start, end) = (m.start(), m.end());
+            let (left, right) = self.edges[p];
+            if (left && start > 0 && is_word(bytes[start - 1]))
+                || (right && end < bytes.len() && is_word(bytes[end]))
+            {
+                continue;
+            }
+            if excluded.iter().any(|&(s, e)| start < e && s < end) {
+                continue;
+            }
+            let mut rest = mask;
+            while rest != 0 {
+                let list = rest.trailing_zeros() as usize;
+                hits.first[list] = (start, end);
+                rest &= rest - 1;
+            }
+            hits.any |= mask;
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex(lists: &[&[&str]]) -> (Lexicon, Vec<ListId>) {
+        let mut b = LexiconBuilder::default();
+        let ids = lists
+            .iter()
+            .map(|l| {
+                b.add(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap()
+            })
+            .collect();
+        (b.build().unwrap(), ids)
+    }
+
+    #[test]
+    fn one_pass_finds_every_list_with_word_boundaries() {
+        let (l, ids) = lex(&[&["贷", "loan"], &["IRS", "秒批"], &["loan"]]);
+        let text = "FIRST loan 秒批";
+        let h = l.scan(text, &[]);
+        assert_eq!(h.get(ids[0]).map(|(s, e)| &text[s..e]), Some("loan"));
+        assert_eq!(h.get(ids[1]).map(|(s, e)| &text[s..e]), Some("秒批"));
+        assert!(h.has(ids[2]));
+        let h = l.scan("惠农信贷 hello", &[(0, "惠农信贷".len())]);
+        assert!(!h.has(ids[0]));
+    }
+}

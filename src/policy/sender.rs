@@ -1,0 +1,57 @@
+//! A registry entry prepared for matching: normalized brand and aliases in
+//! a small automaton (their occurrences are excluded from keyword rules, so
+//! a lender's own name is not "lending content" and a bank's own name is not
+//! impersonation), lowercase link domains.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::policy::content::normalize::normalize;
+use crate::policy::lexicon::Span;
+use crate::policy::registry::Sender;
+
+#[derive(Debug, Clone)]
+pub struct SenderProfile {
+    /// The brand, normalized like bodies: what the 【signature】 must equal.
+    pub brand: String,
+    /// Brand and aliases, for excluding the sender's own name from matches.
+    names: Option<AhoCorasick>,
+    /// Allowed link domains, lowercase.
+    pub domains: Vec<String>,
+    /// Sending numbers as registered.
+    pub numbers: Vec<String>,
+    pub lender: bool,
+}
+
+impl SenderProfile {
+    pub fn new(s: &Sender) -> SenderProfile {
+        let brand = normalize(&s.brand);
+        let names: Vec<String> = std::iter::once(brand.clone())
+            .chain(s.aliases.iter().map(|a| normalize(a)))
+            .filter(|n| !n.is_empty())
+            .collect();
+        let names = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&names)
+            .ok();
+        SenderProfile {
+            brand,
+            names,
+            domains: s
+                .domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
+            numbers: s.numbers.clone(),
+            lender: s.lender,
+        }
+    }
+
+    /// Where the sender's own brand or aliases occur in `text`.
+    pub fn own_names(&self, text: &str, out: &mut Vec<Span>) {
+        out.clear();
+        if let Some(ac) = &self.names {
+            out.extend(ac.find_iter(text).map(|m| (m.start(), m.end())));
+        }
+    }
+}
