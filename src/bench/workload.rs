@@ -489,4 +489,55 @@ mod tests {
             .count();
         assert_eq!(with_opt_in, 920);
     }
+
+    #[test]
+    fn clean_events_are_approved_and_the_others_are_not_by_the_default_policy() {
+        use crate::decision::Outcome;
+        use crate::policy::{Origin, Policy, PolicySource};
+        use crate::state::MemoryState;
+        let policy = Policy::load(&PolicySource {
+            senders: vec!["config/senders.example.toml".into()],
+            packs: None,
+        })
+        .unwrap();
+        // 14:00 UTC on a Wednesday: daytime in the US, quiet hours in China.
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut w = Workload::new(3, now, 5000, "t");
+        let mut state = MemoryState::new();
+        for i in 0..w.recipients() {
+            for c in w.consent_for(i) {
+                state.apply_consent(c);
+            }
+        }
+        let mut wrong = Vec::new();
+        for _ in 0..5000 {
+            let (bytes, _, kind) = w.next_event();
+            let (event, d) = policy.decide_bytes(&bytes, Origin::Intake, &state, now);
+            if let Some(e) = &event {
+                state.record(e, &d, now);
+            }
+            let ok = match kind {
+                Kind::Clean => d.outcome != Outcome::Reject,
+                _ => d.outcome == Outcome::Reject,
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{kind:?}: {:?} {}",
+                    d.reasons
+                        .iter()
+                        .map(|r| r.code.as_str())
+                        .collect::<Vec<_>>(),
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+        }
+        assert!(
+            wrong.len() < 25,
+            "{} unexpected:\n{}",
+            wrong.len(),
+            wrong[..wrong.len().min(30)].join("\n")
+        );
+    }
 }
