@@ -192,6 +192,7 @@ fn run(settings: Settings) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => fail(EXIT_CONFIG, &e.to_string()),
         Err(e) => fail(1, &e.to_string()),
     }
 }

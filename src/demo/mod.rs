@@ -161,14 +161,14 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     let mut producing = Some(producing);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if producing.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(h) = producing.take() {
-                produced = Some(match h.join() {
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) => return Err(DemoError::Kafka(e)),
-                    Err(_) => 0,
-                });
-            }
+        if producing.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = producing.take()
+        {
+            produced = Some(match h.join() {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(DemoError::Kafka(e)),
+                Err(_) => 0,
+            });
         }
         let snap = metrics.snapshot();
         if last_print.elapsed() >= Duration::from_secs(1) {

@@ -143,10 +143,10 @@ impl ConsentFeed {
     pub fn poll(&mut self, timeout: Duration) {
         if self.last_refresh.elapsed() >= METADATA_REFRESH {
             self.last_refresh = Instant::now();
-            if let Ok(ps) = self.partitions(Duration::from_secs(5)) {
-                if let Err(e) = self.assign_new(&ps) {
-                    tracing::debug!(error = %e, "cannot assign new consent partitions");
-                }
+            if let Ok(ps) = self.partitions(Duration::from_secs(5))
+                && let Err(e) = self.assign_new(&ps)
+            {
+                tracing::debug!(error = %e, "cannot assign new consent partitions");
             }
         }
         let deadline = Instant::now() + timeout;

@@ -109,8 +109,11 @@ impl Flight {
     }
 
     pub fn committed(&self, partition: i32, offset: i64) {
-        self.lock().tracker.committed(&partition, offset);
-        self.metrics.committed(partition, offset);
+        let mut inner = self.lock();
+        if inner.tracker.is_assigned(&partition) {
+            inner.tracker.committed(&partition, offset);
+            self.metrics.committed(partition, offset);
+        }
     }
 
     pub fn fatal(&self) -> Option<String> {

@@ -20,7 +20,7 @@ pub mod shutdown;
 pub mod source;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ pub use gate_state::GateState;
 use rebalance::{GateConsumer, GateContext};
 pub use shutdown::Shutdown;
 
+/// How long closing the consumer (leaving the group) may take after the
+/// drain; a stop takes at most `pipeline.drain_timeout_secs` plus this.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the gate stopped with an error (exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -48,7 +52,8 @@ pub enum PipelineError {
         secs: u64,
         error: String,
     },
-    #[error("cannot create Kafka client: {0}")]
+    /// A client configuration librdkafka refuses (a bad `kafka.properties`).
+    #[error("invalid configuration: Kafka client: {0}")]
     Client(String),
     #[error("cannot subscribe to {topic}: {error}")]
     Subscribe { topic: String, error: String },
@@ -56,6 +61,23 @@ pub enum PipelineError {
     Fatal(String),
     #[error("pipeline thread failed: {0}")]
     Thread(String),
+}
+
+impl PipelineError {
+    /// True for errors the operator fixes in the configuration (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, PipelineError::Client(_))
+    }
+}
+
+fn client_error(e: &rdkafka::error::KafkaError) -> Option<PipelineError> {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(..)
+        | rdkafka::error::KafkaError::ClientCreation(_) => {
+            Some(PipelineError::Client(e.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// What a run did, for the caller's summary.
@@ -127,6 +149,7 @@ impl Gate {
         }));
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.clone();
         let gate = self;
         let thread_shutdown = shutdown.clone();
         let spawned = std::thread::Builder::new()
@@ -143,7 +166,12 @@ impl Gate {
         });
         // Closing the consumer (leaving the group) is bounded: a lost broker
         // must not turn a stop into a hang.
-        let _ = tokio::time::timeout(Duration::from_secs(10), closed_rx).await;
+        let close_wait = if metrics.is_broker_up() {
+            CLOSE_TIMEOUT
+        } else {
+            Duration::from_secs(1)
+        };
+        let _ = tokio::time::timeout(close_wait, closed_rx).await;
         server_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
         result
@@ -186,7 +214,7 @@ impl Gate {
                 left,
             )
         })
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| client_error(&e).unwrap_or_else(|| unreachable(e.to_string())))?;
         let Some(feed) = feed else {
             return Ok(self.summary(true));
         };
@@ -212,7 +240,6 @@ impl Gate {
             topic: s.topics.outbound.clone(),
             drain_timeout: Duration::from_secs(s.pipeline.drain_timeout_secs),
             started: AtomicBool::new(true),
-            assignments: AtomicU64::new(0),
         };
         let consumer: GateConsumer = kafka::group_consumer(s)
             .create_with_context(context)
@@ -253,9 +280,6 @@ impl Gate {
 
         // 5. Drain, commit.
         self.metrics.stopping();
-        if let Ok(assignment) = consumer.assignment() {
-            let _ = consumer.pause(&assignment);
-        }
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
         consumer.context().commit_now(consumer, None);
@@ -279,17 +303,17 @@ impl Gate {
 
 /// Calls `connect` until it succeeds or `timeout` has passed; `None` when
 /// stopped meanwhile.
-fn connect_with_retry<T, E: std::fmt::Display>(
+fn connect_with_retry<T>(
     timeout: Duration,
     shutdown: &Shutdown,
-    mut connect: impl FnMut(Duration) -> Result<T, E>,
-) -> Result<Option<T>, E> {
+    mut connect: impl FnMut(Duration) -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<Option<T>, rdkafka::error::KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match connect(left.max(Duration::from_millis(100))) {
             Ok(t) => return Ok(Some(t)),
-            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) if Instant::now() >= deadline || client_error(&e).is_some() => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "broker not reachable yet");
                 if shutdown.is_triggered() {

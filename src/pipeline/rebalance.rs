@@ -10,7 +10,7 @@
 //! owner already has it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -31,8 +31,6 @@ pub struct GateContext {
     pub(crate) drain_timeout: Duration,
     /// Set once start-up succeeded; before that, errors are the caller's.
     pub(crate) started: AtomicBool,
-    /// Counts assignments, so a paused consumer pauses new partitions too.
-    pub(crate) assignments: AtomicU64,
 }
 
 pub type GateConsumer = BaseConsumer<GateContext>;
@@ -57,6 +55,14 @@ impl GateContext {
             .filter(|(p, _)| partitions.is_none_or(|ps| ps.contains(p)))
             .collect();
         if positions.is_empty() {
+            return;
+        }
+        if !self.metrics.is_broker_up() {
+            // A synchronous commit would block until the coordinator is back.
+            self.metrics.commit_failed();
+            tracing::warn!(
+                "broker unreachable: offsets not committed; the records will be read again"
+            );
             return;
         }
         for (p, o) in &positions {
@@ -113,7 +119,6 @@ impl GateContext {
 
     fn on_assign(&self, tpl: &TopicPartitionList) {
         self.metrics.rebalanced("assign");
-        self.assignments.fetch_add(1, Ordering::Relaxed);
         let partitions = self.partitions_of(tpl);
         for p in &partitions {
             self.flight.assign(*p);
@@ -194,10 +199,11 @@ impl ConsumerContext for GateContext {
         match result {
             Ok(()) => {
                 for e in offsets.elements() {
-                    if e.topic() == self.topic && e.error().is_ok() {
-                        if let Offset::Offset(o) = e.offset() {
-                            self.flight.committed(e.partition(), o);
-                        }
+                    if e.topic() == self.topic
+                        && e.error().is_ok()
+                        && let Offset::Offset(o) = e.offset()
+                    {
+                        self.flight.committed(e.partition(), o);
                     }
                 }
             }

@@ -2,12 +2,12 @@
 //! commit the acknowledged prefix of each partition periodically.
 //!
 //! Backpressure: when `pipeline.max_in_flight` records are unacknowledged
-//! the assigned partitions are paused (the loop keeps polling, so the group
-//! membership and rebalances are still served) and resumed when there is
-//! room again. A record is never skipped: a failed delivery is produced
+//! the loop stops taking records and waits for acknowledgements, polling
+//! only once a second so group membership and rebalances are still served.
+//! (Pausing partitions was tried first; rapid pause/resume cycles left a
+//! partition stalled in librdkafka 2.12.) A record is never skipped: a failed delivery is produced
 //! again; a record that cannot be parsed is quarantined as `malformed`.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -25,6 +25,9 @@ use crate::decision::{Decision, Outcome, Source};
 use crate::event::OutboundSms;
 use crate::mask;
 use crate::policy::Policy;
+
+/// How often a full gate still polls (see the backpressure note above).
+const FULL_POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// How often decided message ids and cap entries past their window are dropped.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -50,7 +53,7 @@ impl Intake<'_> {
         let keep = self.policy.dedup_window().max(self.policy.cap_window());
         let mut last_commit = Instant::now();
         let mut last_prune = Instant::now();
-        let mut paused_at: Option<u64> = None;
+        let mut last_poll = Instant::now();
         while !shutdown.is_triggered() {
             if let Some(why) = ctx.flight.fatal() {
                 return Ended::Fatal(why);
@@ -64,20 +67,17 @@ impl Intake<'_> {
                 last_prune = Instant::now();
                 self.state.prune(Utc::now(), keep);
             }
-            let full = ctx.flight.pending_total() >= max_in_flight;
-            let generation = ctx.assignments.load(Ordering::Relaxed);
-            if full && paused_at != Some(generation) {
-                self.set_paused(true);
-                paused_at = Some(generation);
-            } else if !full && paused_at.is_some() {
-                self.set_paused(false);
-                paused_at = None;
+            // Backpressure: at the bound, wait for acknowledgements instead
+            // of polling. Polling still happens once per FULL_POLL_EVERY, so
+            // rebalances and statistics are served (and, while the broker is
+            // unreachable, at most one more record per interval is admitted).
+            if ctx.flight.pending_total() >= max_in_flight && last_poll.elapsed() < FULL_POLL_EVERY
+            {
+                ctx.flight.wait_change(Duration::from_millis(20));
+                continue;
             }
-            let timeout = if full {
-                Duration::from_millis(20)
-            } else {
-                Duration::from_millis(100)
-            };
+            last_poll = Instant::now();
+            let timeout = Duration::from_millis(100);
             match self.consumer.poll(timeout) {
                 None => {}
                 Some(Ok(message)) => self.process(&message),
@@ -92,20 +92,6 @@ impl Intake<'_> {
             }
         }
         Ended::Stopped
-    }
-
-    fn set_paused(&self, pause: bool) {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
-        let result = if pause {
-            self.consumer.pause(&assignment)
-        } else {
-            self.consumer.resume(&assignment)
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, pause, "pause/resume failed");
-        }
     }
 
     fn process(&self, m: &BorrowedMessage<'_>) {

@@ -49,6 +49,16 @@ impl Harness {
         settings.pipeline.commit_interval_ms = 200;
         settings.pipeline.drain_timeout_secs = 15;
         settings.pipeline.retry_backoff_ms = 100;
+        // The mock coordinator waits a session timeout for members it still
+        // knows before it completes a rebalance; keep that short.
+        settings
+            .kafka
+            .properties
+            .insert("session.timeout.ms".into(), "6000".into());
+        settings
+            .kafka
+            .properties
+            .insert("heartbeat.interval.ms".into(), "500".into());
         let senders =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/senders.example.toml");
         settings.policy.senders = Some(senders.clone());

@@ -1,0 +1,116 @@
+//! Faults on librdkafka's mock cluster: failing produce requests and a
+//! broker outage. Nothing may be lost; readiness follows the broker.
+
+mod pipeline_support;
+
+use std::time::Duration;
+
+use pipeline_support::*;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+const EVENTS: usize = 1000;
+
+async fn finish(h: &Harness, run: Running, total: usize) -> usize {
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            let s = run.metrics.snapshot();
+            s.decided() >= total as u64 && s.in_flight == 0
+        })
+        .await,
+        "stalled at {:?}",
+        run.metrics.snapshot()
+    );
+    run.shutdown.trigger();
+    let summary = run.task.await.unwrap().unwrap();
+    assert!(summary.drained);
+    let t = &h.settings.topics;
+    let inputs = h.read_topic(&t.outbound, total, Duration::from_secs(20));
+    assert_eq!(inputs.len(), total);
+    let mut outputs = h.read_topic(&t.approved, 1, Duration::from_secs(20));
+    outputs.extend(h.read_topic(&t.quarantine, 1, Duration::from_secs(20)));
+    outputs.extend(h.read_topic(&t.deferred, 0, Duration::from_secs(5)));
+    let duplicates = assert_every_input_has_an_output(&inputs, &outputs);
+    let committed = h.committed();
+    for (p, end) in h.end_offsets() {
+        assert_eq!(
+            committed.get(&p),
+            Some(&end),
+            "partition {p} committed to its end"
+        );
+    }
+    duplicates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_produce_requests_are_retried_and_nothing_is_lost() {
+    let mut h = Harness::new("faults-produce");
+    // Short delivery timeout: librdkafka gives up on some records, and the
+    // gate must produce those again itself.
+    h.settings
+        .kafka
+        .properties
+        .insert("message.timeout.ms".into(), "1500".into());
+    h.seed_consent();
+    h.produce_events(EVENTS);
+    let run = h.start();
+    assert!(
+        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
+            > 0)
+        .await
+    );
+    let errors: Vec<RDKafkaRespErr> = (0..60)
+        .map(|i| match i % 3 {
+            0 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            1 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            _ => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        })
+        .collect();
+    h.mock
+        .cluster()
+        .request_errors(RDKafkaApiKey::Produce, &errors);
+    h.produce_events(EVENTS);
+    let metrics = run.metrics.clone();
+    let duplicates = finish(&h, run, 2 * EVENTS).await;
+    let failed = metrics.snapshot().produce_errors;
+    println!(
+        "produce errors injected: 60 requests; deliveries failed and re-produced: {failed}; duplicates: {duplicates}"
+    );
+    assert!(failed > 0, "the gate's own re-send path was exercised");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_flips_readiness_and_loses_nothing() {
+    let mut h = Harness::new("faults-outage");
+    h.seed_consent();
+    h.produce_events(EVENTS);
+    let run = h.start();
+    assert!(
+        wait_for(Duration::from_secs(30), || run.metrics.is_ready()).await,
+        "ready before the outage"
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
+            > 0)
+        .await
+    );
+
+    for b in 1..=3 {
+        h.mock.cluster().broker_down(b).unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || !run.metrics.is_ready()).await,
+        "unready while every broker is down"
+    );
+    assert!(run.metrics.render().contains("smsgate_broker_up 0"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for b in 1..=3 {
+        h.mock.cluster().broker_up(b).unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(60), || run.metrics.is_ready()).await,
+        "ready again once the brokers are back"
+    );
+    h.produce_events(EVENTS);
+    let duplicates = finish(&h, run, 2 * EVENTS).await;
+    println!("broker outage: duplicates: {duplicates}");
+}
