@@ -6,6 +6,7 @@
 //! - [`decision`] is what the gate decided and its JSON forms.
 //! - [`policy`] is the pure decision function and the packs it runs.
 //! - [`state`] holds what the policy reads: consent, caps, duplicates.
+//! - [`inbound`] turns opt-out replies into consent events.
 //! - [`check`] is the offline `smsgate check` command.
 //! - [`config`] layers defaults, file and environment.
 //! - [`mask`] masks phone numbers for logs.
@@ -18,6 +19,7 @@ pub mod consent;
 pub mod decision;
 pub mod demo;
 pub mod event;
+pub mod inbound;
 pub mod logging;
 pub mod mask;
 pub mod metrics;

@@ -1,7 +1,9 @@
 //! An in-memory store implementing every policy view, fed in stream order.
 //!
-//! `check` uses it as is; the gate keeps one per process. Entries older than
-//! the longest window are pruned so memory stays bounded.
+//! `check` uses it as is; the gate keeps one per process. Consent lives in
+//! the compact [`ConsentTable`]; caps and duplicates in plain maps (the
+//! gate's durable, partition-local version is `state::PartitionState`).
+//! Entries older than the longest window are pruned so memory stays bounded.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,11 +13,12 @@ use crate::consent::{ConsentEvent, ConsentFact};
 use crate::decision::{Decision, Outcome};
 use crate::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
+use crate::state::consent::{Applied, ConsentTable};
 
 #[derive(Debug, Default)]
 pub struct MemoryState {
-    /// Counted consent events per recipient, in arrival order.
-    consent: HashMap<String, Vec<ConsentEvent>>,
+    /// Counted consent events, folded per recipient.
+    consent: ConsentTable,
     /// Approval times of marketing per (recipient, subject), oldest first.
     caps: HashMap<(String, String), VecDeque<DateTime<Utc>>>,
     /// Decided message ids.
@@ -31,19 +34,18 @@ impl MemoryState {
 
     /// Adds a consent event; returns false when it was ignored.
     pub fn apply_consent(&mut self, event: ConsentEvent) -> bool {
-        if !event.counts() {
-            self.ignored_without_evidence += 1;
-            return false;
-        }
-        self.consent
-            .entry(event.to.clone())
-            .or_default()
-            .push(event);
-        true
+        let applied = self.consent.apply(&event);
+        self.ignored_without_evidence = self.consent.ignored_without_evidence();
+        applied == Applied::Counted
     }
 
     pub fn consent_recipients(&self) -> usize {
-        self.consent.len()
+        self.consent.recipients()
+    }
+
+    /// The consent table (for size metrics).
+    pub fn consent(&self) -> &ConsentTable {
+        &self.consent
     }
 
     /// Remembers a decision: every well-formed decision for dedup, approved
@@ -79,11 +81,7 @@ impl MemoryState {
 
 impl ConsentView for MemoryState {
     fn for_each_consent(&self, to: &str, f: &mut dyn FnMut(ConsentFact<'_>)) {
-        if let Some(events) = self.consent.get(to) {
-            for e in events {
-                f(e.fact());
-            }
-        }
+        self.consent.for_each_consent(to, f)
     }
 }
 

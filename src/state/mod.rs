@@ -1,9 +1,27 @@
 //! State the policy reads: consent history, approved-marketing counts for
 //! caps, and decided message ids for duplicates.
 //!
-//! `memory` is the simple single-owner store used by `check` and as the
-//! in-process store of the gate.
+//! - `memory` is the simple single-owner store used by `check` and as the
+//!   reference the compact stores are tested against.
+//! - `consent` is the compact consent table every instance materializes
+//!   from the consent topic.
+//! - `partition` holds one input partition's caps and duplicates, and
+//!   `changelog` the records that persist them.
+//! - `catchup` tracks restore progress for readiness.
+//! - `stores` puts the consent table and the partition states behind one
+//!   type: what the pipeline locks and decides against.
+//! - `deferred` indexes held messages on the deferred topic for release.
 
+pub mod catchup;
+pub mod changelog;
+pub mod consent;
+pub mod deferred;
 pub mod memory;
+pub mod partition;
+pub mod stores;
 
+pub use consent::ConsentTable;
+pub use deferred::DeferredIndex;
 pub use memory::MemoryState;
+pub use partition::{GateView, PartitionState};
+pub use stores::{Decided, Stores};

@@ -1,0 +1,233 @@
+//! The changelog of partition-local state: the records a
+//! [`crate::state::PartitionState`] asks the pipeline to write to the
+//! compacted changelog topic, and how it reads them back.
+//!
+//! Keys are chosen so that compaction keeps exactly what a restore needs:
+//! - `dedup/<message_id>` → `{"first_at_ms":…,"outcome":"defer"}`: the
+//!   latest record per message id is its current memory;
+//! - `cap/<16 hex>` → `{"approved_ms":[…]}`: the approval times of one
+//!   (recipient, subject) still inside the cap window; the hex is the first
+//!   8 bytes of SHA-256 over the pair, so no phone number appears in a key
+//!   or value (it is a pseudonym, not encryption: numbers are guessable);
+//! - `released/<partition>/<release ms>/<first offset>` → last offset: a
+//!   range of the deferred topic already released (`state::deferred`);
+//! - a tombstone (no value) deletes a key once its window has passed.
+//!
+//! Each entry goes to the changelog partition with the same number as the
+//! input partition whose state it belongs to.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::decision::Outcome;
+use crate::policy::view::Seen;
+
+pub const DEDUP_PREFIX: &str = "dedup/";
+pub const CAP_PREFIX: &str = "cap/";
+/// Released ranges of the deferred topic (see `state::deferred`).
+pub const RELEASED_PREFIX: &str = "released/";
+
+/// One record to write to the changelog topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogEntry {
+    pub key: Vec<u8>,
+    /// `None` is a tombstone: the key's state is gone.
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("changelog key is neither dedup/ nor cap/")]
+    UnknownKey,
+    #[error("changelog value for {key}: {problem}")]
+    BadValue { key: String, problem: String },
+}
+
+/// Identifies one (recipient, subject) pair without the number in clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CapKey(pub [u8; 8]);
+
+impl CapKey {
+    pub fn new(to: &str, subject: &str) -> CapKey {
+        let mut h = Sha256::new();
+        h.update(b"smsgate-cap\0");
+        h.update(to.as_bytes());
+        h.update(b"\0");
+        h.update(subject.as_bytes());
+        let digest = h.finalize();
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&digest[..8]);
+        CapKey(k)
+    }
+
+    pub fn changelog_key(&self) -> Vec<u8> {
+        format!("{CAP_PREFIX}{}", hex::encode(self.0)).into_bytes()
+    }
+
+    fn parse(hex_part: &str) -> Option<CapKey> {
+        let bytes = hex::decode(hex_part).ok()?;
+        Some(CapKey(bytes.try_into().ok()?))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupValue {
+    first_at_ms: i64,
+    outcome: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CapValue {
+    approved_ms: Vec<i64>,
+}
+
+pub fn dedup_key(message_id: &str) -> Vec<u8> {
+    format!("{DEDUP_PREFIX}{message_id}").into_bytes()
+}
+
+pub fn dedup_entry(message_id: &str, seen: &Seen) -> ChangelogEntry {
+    let value = DedupValue {
+        first_at_ms: seen.first_at.timestamp_millis(),
+        outcome: seen.outcome.as_str().to_string(),
+    };
+    ChangelogEntry {
+        key: dedup_key(message_id),
+        value: serde_json::to_vec(&value).ok(),
+    }
+}
+
+pub fn cap_entry<'a>(
+    key: &CapKey,
+    approved: impl IntoIterator<Item = &'a DateTime<Utc>>,
+) -> ChangelogEntry {
+    let value = CapValue {
+        approved_ms: approved
+            .into_iter()
+            .map(DateTime::timestamp_millis)
+            .collect(),
+    };
+    ChangelogEntry {
+        key: key.changelog_key(),
+        value: serde_json::to_vec(&value).ok(),
+    }
+}
+
+pub fn tombstone(key: Vec<u8>) -> ChangelogEntry {
+    ChangelogEntry { key, value: None }
+}
+
+/// A changelog record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Dedup {
+        message_id: String,
+        seen: Option<Seen>,
+    },
+    Cap {
+        key: CapKey,
+        approved: Option<Vec<DateTime<Utc>>>,
+    },
+    /// A `released/` record: restored by `DeferredIndex`, not here.
+    Released,
+}
+
+fn millis(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// Decodes one changelog record; an empty value is a tombstone too.
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError> {
+    let key = std::str::from_utf8(key).map_err(|_| ChangelogError::UnknownKey)?;
+    let value = value.filter(|v| !v.is_empty());
+    let bad = |problem: String| ChangelogError::BadValue {
+        key: key.to_string(),
+        problem,
+    };
+    if let Some(message_id) = key.strip_prefix(DEDUP_PREFIX) {
+        let seen = match value {
+            None => None,
+            Some(v) => {
+                let d: DedupValue = serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?;
+                Some(Seen {
+                    first_at: millis(d.first_at_ms)
+                        .ok_or_else(|| bad("first_at_ms out of range".into()))?,
+                    outcome: Outcome::parse(&d.outcome)
+                        .ok_or_else(|| bad("unknown outcome".into()))?,
+                })
+            }
+        };
+        return Ok(Change::Dedup {
+            message_id: message_id.to_string(),
+            seen,
+        });
+    }
+    if let Some(hex_part) = key.strip_prefix(CAP_PREFIX) {
+        let cap_key = CapKey::parse(hex_part).ok_or_else(|| bad("not 16 hex digits".into()))?;
+        let approved = match value {
+            None => None,
+            Some(v) => {
+                let c: CapValue = serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?;
+                let times: Option<Vec<_>> = c.approved_ms.into_iter().map(millis).collect();
+                Some(times.ok_or_else(|| bad("approved_ms out of range".into()))?)
+            }
+        };
+        return Ok(Change::Cap {
+            key: cap_key,
+            approved,
+        });
+    }
+    if key.starts_with(RELEASED_PREFIX) {
+        return Ok(Change::Released);
+    }
+    Err(ChangelogError::UnknownKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn entries_round_trip() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let seen = Seen {
+            first_at: t,
+            outcome: Outcome::Defer,
+        };
+        let e = dedup_entry("m-1", &seen);
+        assert_eq!(e.key, b"dedup/m-1");
+        assert_eq!(
+            decode(&e.key, e.value.as_deref()).unwrap(),
+            Change::Dedup {
+                message_id: "m-1".into(),
+                seen: Some(seen)
+            }
+        );
+        let k = CapKey::new("+8613812345678", "sme-loan");
+        let e = cap_entry(&k, &[t]);
+        assert!(!String::from_utf8_lossy(e.value.as_deref().unwrap()).contains("13812345678"));
+        assert_eq!(
+            decode(&e.key, e.value.as_deref()).unwrap(),
+            Change::Cap {
+                key: k,
+                approved: Some(vec![t])
+            }
+        );
+        assert_eq!(
+            decode(&k.changelog_key(), None).unwrap(),
+            Change::Cap {
+                key: k,
+                approved: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert_eq!(decode(b"other/x", None), Err(ChangelogError::UnknownKey));
+        assert!(decode(b"cap/zz", Some(b"{}")).is_err());
+        assert!(decode(b"dedup/m", Some(b"not json")).is_err());
+        assert!(decode(&[0xff, 0xfe], None).is_err());
+    }
+}

@@ -1,0 +1,527 @@
+//! The compact consent table: every recipient's consent history, folded to
+//! what the policy can still tell apart, in well under 100 bytes per
+//! recipient.
+//!
+//! Every instance materializes the whole consent topic into one of these at
+//! start and keeps it current. Three things keep it small:
+//! - phone numbers are not stored: the map key is a keyed 64-bit SipHash of
+//!   the number (key random per process, so nothing on disk or in a dump
+//!   links a hash to a number; a collision among 1M recipients has odds of
+//!   about 3·10⁻⁸ and would merge two histories);
+//! - sender ids are interned to a `u32` (`0` is `*`);
+//! - a fact is 16 bytes: times as seconds since 2000 plus milliseconds
+//!   (exact to the millisecond; sub-millisecond digits are dropped, so two
+//!   events less than 1 ms apart tie and the opt-out wins, and an expiry is
+//!   at most 1 ms early), action and scope packed into spare bits.
+//!
+//! History is folded per (sender or `*`, scope) so that every verdict of
+//! [`crate::policy::consent::evaluate`] stays identical (a property test
+//! checks this against the naive [`crate::state::MemoryState`]):
+//! - marketing and all: the latest opt-out, and the opt-ins strictly newer
+//!   than it that no other kept opt-in dominates (one at least as new and
+//!   expiring at least as late);
+//! - personalization: only the latest event (an opt-out wins a tie).
+//!
+//! Folding depends only on the set of events, not their arrival order, so a
+//! late-arriving older event changes nothing (CONTRACT §3).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::consent::{
+    ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope, SenderScope,
+};
+use crate::event::is_e164;
+use crate::policy::view::ConsentView;
+
+/// 2000-01-01T00:00:00Z in Unix milliseconds: compact times count from here.
+const EPOCH_2000_MS: i64 = 946_684_800_000;
+/// `exp_ms` value meaning "never expires".
+const NO_EXPIRY: u16 = u16::MAX;
+/// Interned id of the `*` sender.
+const ANY_SENDER: u32 = 0;
+
+/// What `apply` did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It counts (it may still be folded away if older events decide).
+    Counted,
+    /// An `opt_in` without `evidence_id`: ignored (CONTRACT §3), counted in
+    /// a metric by the caller.
+    IgnoredWithoutEvidence,
+}
+
+/// One counted consent event, 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fact {
+    /// `at`: whole seconds since 2000-01-01 UTC.
+    at_s: u32,
+    /// `expires_at`: whole seconds since 2000 (meaningless when `exp_ms` is
+    /// [`NO_EXPIRY`]).
+    exp_s: u32,
+    /// Interned sender id, [`ANY_SENDER`] for `*`.
+    sender: u32,
+    /// Milliseconds of `at` in bits 0–9; action in bit 10; scope in 11–12.
+    at_ms_kind: u16,
+    /// Milliseconds of `expires_at`, or [`NO_EXPIRY`].
+    exp_ms: u16,
+}
+
+/// Splits a time into (seconds since 2000, milliseconds), clamped to the
+/// representable range 2000-01-01 … 2136.
+fn split(t: DateTime<Utc>) -> (u32, u16) {
+    let ms = (t.timestamp_millis() - EPOCH_2000_MS).clamp(0, (u32::MAX as i64 - 1) * 1000 + 999);
+    ((ms / 1000) as u32, (ms % 1000) as u16)
+}
+
+fn join(s: u32, ms: u16) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(EPOCH_2000_MS + s as i64 * 1000 + ms as i64).unwrap_or_default()
+}
+
+impl Fact {
+    fn new(event: &ConsentEvent, sender: u32) -> Fact {
+        let (at_s, at_ms) = split(event.at);
+        let (exp_s, exp_ms) = match event.expires_at {
+            Some(e) => split(e),
+            None => (0, NO_EXPIRY),
+        };
+        let action = match event.action {
+            ConsentAction::OptIn => 0u16,
+            ConsentAction::OptOut => 1,
+        };
+        let scope = match event.scope {
+            ConsentScope::Marketing => 0u16,
+            ConsentScope::All => 1,
+            ConsentScope::Personalization => 2,
+        };
+        Fact {
+            at_s,
+            exp_s,
+            sender,
+            at_ms_kind: at_ms | action << 10 | scope << 11,
+            exp_ms,
+        }
+    }
+
+    fn action(&self) -> ConsentAction {
+        if self.at_ms_kind >> 10 & 1 == 1 {
+            ConsentAction::OptOut
+        } else {
+            ConsentAction::OptIn
+        }
+    }
+
+    fn scope(&self) -> ConsentScope {
+        match self.at_ms_kind >> 11 & 3 {
+            0 => ConsentScope::Marketing,
+            1 => ConsentScope::All,
+            _ => ConsentScope::Personalization,
+        }
+    }
+
+    fn is_out(&self) -> bool {
+        self.action() == ConsentAction::OptOut
+    }
+
+    /// `at` in milliseconds since 2000, for ordering.
+    fn at_key(&self) -> u64 {
+        self.at_s as u64 * 1000 + (self.at_ms_kind & 0x3ff) as u64
+    }
+
+    /// `expires_at` in milliseconds since 2000; `u64::MAX` for never.
+    fn exp_key(&self) -> u64 {
+        if self.exp_ms == NO_EXPIRY {
+            u64::MAX
+        } else {
+            self.exp_s as u64 * 1000 + self.exp_ms as u64
+        }
+    }
+
+    /// Same sender and same scope: facts that fold together.
+    fn same_group(&self, other: &Fact) -> bool {
+        self.sender == other.sender && self.scope() == other.scope()
+    }
+
+    fn view<'a>(&self, senders: &'a Interner) -> ConsentFact<'a> {
+        ConsentFact {
+            action: self.action(),
+            scope: self.scope(),
+            sender: if self.sender == ANY_SENDER {
+                SenderScope::Any
+            } else {
+                SenderScope::One(senders.name(self.sender))
+            },
+            at: join(self.at_s, self.at_ms_kind & 0x3ff),
+            expires_at: (self.exp_ms != NO_EXPIRY).then(|| join(self.exp_s, self.exp_ms)),
+        }
+    }
+}
+
+/// Adds `new` to a recipient's folded facts; see the module doc for the rule.
+fn fold(facts: &mut Vec<Fact>, new: Fact) {
+    if new.scope() == ConsentScope::Personalization {
+        // Latest by (at, opt-out wins a tie).
+        let rank = |f: &Fact| (f.at_key(), f.is_out());
+        match facts.iter_mut().find(|f| f.same_group(&new)) {
+            Some(old) if rank(&new) > rank(old) => *old = new,
+            Some(_) => {}
+            None => facts.push(new),
+        }
+        return;
+    }
+    let out_at = facts
+        .iter()
+        .find(|f| f.same_group(&new) && f.is_out())
+        .map(Fact::at_key);
+    if new.is_out() {
+        if out_at.is_some_and(|t| t >= new.at_key()) {
+            return;
+        }
+        facts.retain(|f| !(f.same_group(&new) && (f.is_out() || f.at_key() <= new.at_key())));
+        facts.push(new);
+    } else {
+        // On a tie the opt-out wins: an opt-in at the opt-out's time is dead.
+        if out_at.is_some_and(|t| t >= new.at_key()) {
+            return;
+        }
+        let dominates = |a: &Fact, b: &Fact| a.at_key() >= b.at_key() && a.exp_key() >= b.exp_key();
+        if facts
+            .iter()
+            .any(|f| f.same_group(&new) && !f.is_out() && dominates(f, &new))
+        {
+            return;
+        }
+        facts.retain(|f| !(f.same_group(&new) && !f.is_out() && dominates(&new, f)));
+        facts.push(new);
+    }
+}
+
+/// A consent record as on the topic, borrowing its strings where it can.
+#[derive(Deserialize)]
+struct RawConsent<'a> {
+    #[serde(borrow)]
+    to: Cow<'a, str>,
+    action: ConsentAction,
+    scope: ConsentScope,
+    #[serde(borrow)]
+    sender: Cow<'a, str>,
+    at: DateTime<Utc>,
+    /// Required by the contract, not kept.
+    #[allow(dead_code)]
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(default, borrow)]
+    evidence_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A recipient's facts: almost everyone has one, so it is stored inline.
+#[derive(Debug, Clone)]
+enum Facts {
+    One(Fact),
+    Many(Box<[Fact]>),
+}
+
+impl Facts {
+    fn as_slice(&self) -> &[Fact] {
+        match self {
+            Facts::One(f) => std::slice::from_ref(f),
+            Facts::Many(v) => v,
+        }
+    }
+}
+
+/// Sender ids, interned so a fact holds a `u32`.
+#[derive(Debug)]
+struct Interner {
+    /// Id of each name; `*` is [`ANY_SENDER`].
+    ids: HashMap<Box<str>, u32>,
+    /// Name of each id.
+    names: Vec<Box<str>>,
+}
+
+impl Default for Interner {
+    fn default() -> Interner {
+        let mut ids = HashMap::new();
+        ids.insert(Box::from("*"), ANY_SENDER);
+        Interner {
+            ids,
+            names: vec![Box::from("*")],
+        }
+    }
+}
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map(|s| &**s).unwrap_or("")
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let strings: usize = self.names.iter().map(|n| 2 * n.len()).sum();
+        strings
+            + self.names.capacity() * size_of::<Box<str>>()
+            + self.ids.capacity() * (size_of::<(Box<str>, u32)>() + 1)
+    }
+}
+
+/// The map key is already a keyed hash: use it as is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Consent history of every recipient, folded and compact.
+#[derive(Debug)]
+pub struct ConsentTable {
+    /// Key of the phone-number hash, random per process.
+    keys: RandomState,
+    /// Folded facts by hashed recipient.
+    recipients: HashMap<u64, Facts, BuildHasherDefault<IdentityHasher>>,
+    senders: Interner,
+    /// Events applied that count.
+    counted: u64,
+    /// Opt-ins ignored for lack of evidence.
+    ignored_without_evidence: u64,
+}
+
+impl Default for ConsentTable {
+    fn default() -> ConsentTable {
+        ConsentTable::with_capacity(0)
+    }
+}
+
+impl ConsentTable {
+    pub fn new() -> ConsentTable {
+        ConsentTable::default()
+    }
+
+    /// A table sized for `recipients` (avoids rehashing during a restore).
+    pub fn with_capacity(recipients: usize) -> ConsentTable {
+        ConsentTable {
+            keys: RandomState::new(),
+            recipients: HashMap::with_capacity_and_hasher(recipients, Default::default()),
+            senders: Interner::default(),
+            counted: 0,
+            ignored_without_evidence: 0,
+        }
+    }
+
+    fn key(&self, to: &str) -> u64 {
+        self.keys.hash_one(to)
+    }
+
+    /// Applies one consent event, in any order relative to the others.
+    pub fn apply(&mut self, event: &ConsentEvent) -> Applied {
+        if !event.counts() {
+            self.ignored_without_evidence += 1;
+            return Applied::IgnoredWithoutEvidence;
+        }
+        let fact = Fact::new(event, self.senders.intern(&event.sender));
+        self.insert(&event.to, fact);
+        Applied::Counted
+    }
+
+    fn insert(&mut self, to: &str, fact: Fact) {
+        self.counted += 1;
+        let key = self.key(to);
+        match self.recipients.get_mut(&key) {
+            None => {
+                self.recipients.insert(key, Facts::One(fact));
+            }
+            Some(slot) => {
+                let mut facts = slot.as_slice().to_vec();
+                fold(&mut facts, fact);
+                *slot = match facts.as_slice() {
+                    [one] => Facts::One(*one),
+                    many => Facts::Many(many.into()),
+                };
+            }
+        }
+    }
+
+    /// Parses and applies one record value from the consent topic: the same
+    /// checks as [`ConsentEvent::parse`], without allocating the strings.
+    pub fn apply_bytes(&mut self, value: &[u8]) -> Result<Applied, ConsentError> {
+        let raw: RawConsent<'_> =
+            serde_json::from_slice(value).map_err(|e| ConsentError(e.to_string()))?;
+        if !is_e164(&raw.to) {
+            return Err(ConsentError("to: not an E.164 number".into()));
+        }
+        if raw.sender.is_empty() {
+            return Err(ConsentError("sender: empty".into()));
+        }
+        let counts = raw.action == ConsentAction::OptOut
+            || raw.evidence_id.as_deref().is_some_and(|e| !e.is_empty());
+        if !counts {
+            self.ignored_without_evidence += 1;
+            return Ok(Applied::IgnoredWithoutEvidence);
+        }
+        let event = ConsentEvent {
+            to: String::new(),
+            action: raw.action,
+            scope: raw.scope,
+            sender: String::new(),
+            at: raw.at,
+            source: String::new(),
+            evidence_id: None,
+            expires_at: raw.expires_at,
+        };
+        let fact = Fact::new(&event, self.senders.intern(&raw.sender));
+        self.insert(&raw.to, fact);
+        Ok(Applied::Counted)
+    }
+
+    /// Recipients with at least one counted event.
+    pub fn recipients(&self) -> usize {
+        self.recipients.len()
+    }
+
+    /// Facts kept after folding.
+    pub fn facts(&self) -> usize {
+        self.recipients.values().map(|f| f.as_slice().len()).sum()
+    }
+
+    /// Counted events applied so far.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
+
+    /// Opt-ins ignored so far for lack of evidence.
+    pub fn ignored_without_evidence(&self) -> u64 {
+        self.ignored_without_evidence
+    }
+
+    /// Heap bytes computed from capacities: the map's buckets (key, value
+    /// and one control byte each), out-of-line fact lists, and the sender
+    /// interner. Allocator overhead is not included; the benchmark also
+    /// measures with a counting allocator.
+    pub fn heap_bytes(&self) -> usize {
+        // hashbrown keeps capacity ≤ 7/8 of a power-of-two bucket count.
+        let buckets = if self.recipients.capacity() == 0 {
+            0
+        } else {
+            (self.recipients.capacity() * 8 / 7).next_power_of_two()
+        };
+        let table = buckets * (size_of::<(u64, Facts)>() + 1);
+        let lists: usize = self
+            .recipients
+            .values()
+            .map(|f| match f {
+                Facts::One(_) => 0,
+                Facts::Many(v) => v.len() * size_of::<Fact>(),
+            })
+            .sum();
+        table + lists + self.senders.heap_bytes()
+    }
+}
+
+impl ConsentView for ConsentTable {
+    fn for_each_consent(&self, to: &str, f: &mut dyn FnMut(ConsentFact<'_>)) {
+        if let Some(facts) = self.recipients.get(&self.key(to)) {
+            for fact in facts.as_slice() {
+                f(fact.view(&self.senders));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: &str) -> ConsentEvent {
+        ConsentEvent::parse(json.as_bytes()).unwrap()
+    }
+
+    fn facts(
+        table: &ConsentTable,
+        to: &str,
+    ) -> Vec<(ConsentAction, ConsentScope, String, DateTime<Utc>)> {
+        let mut v = Vec::new();
+        table.for_each_consent(to, &mut |f| {
+            let s = match f.sender {
+                SenderScope::Any => "*".to_string(),
+                SenderScope::One(s) => s.to_string(),
+            };
+            v.push((f.action, f.scope, s, f.at));
+        });
+        v
+    }
+
+    #[test]
+    fn a_fact_is_sixteen_bytes() {
+        assert_eq!(size_of::<Fact>(), 16);
+    }
+
+    #[test]
+    fn round_trips_times_to_the_millisecond() {
+        let e = event(
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T10:00:00.123+08:00","source":"x","evidence_id":"e","expires_at":"2027-10-01T00:00:00.456Z"}"#,
+        );
+        let mut t = ConsentTable::new();
+        t.apply(&e);
+        let mut seen = Vec::new();
+        t.for_each_consent("+8613812345678", &mut |f| seen.push((f.at, f.expires_at)));
+        assert_eq!(seen, vec![(e.at, e.expires_at)]);
+    }
+
+    #[test]
+    fn opt_in_without_evidence_is_ignored_and_counted() {
+        let mut t = ConsentTable::new();
+        let applied = t.apply(&event(
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T10:00:00Z","source":"x"}"#,
+        ));
+        assert_eq!(applied, Applied::IgnoredWithoutEvidence);
+        assert_eq!(t.ignored_without_evidence(), 1);
+        assert_eq!(t.recipients(), 0);
+    }
+
+    #[test]
+    fn an_opt_out_folds_away_older_opt_ins_of_its_group_only() {
+        let mut t = ConsentTable::new();
+        let to = "+8613812345678";
+        for json in [
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T10:00:00Z","source":"x","evidence_id":"e"}"#,
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"b","at":"2026-10-01T10:00:00Z","source":"x","evidence_id":"e"}"#,
+            r#"{"to":"+8613812345678","action":"opt_out","scope":"marketing","sender":"a","at":"2026-10-02T10:00:00Z","source":"reply:TD"}"#,
+            // Older than the opt-out: changes nothing.
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"a","at":"2026-10-01T12:00:00Z","source":"x","evidence_id":"e"}"#,
+        ] {
+            t.apply(&event(json));
+        }
+        let mut got = facts(&t, to);
+        got.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, got[0].2.as_str()), (ConsentAction::OptOut, "a"));
+        assert_eq!((got[1].0, got[1].2.as_str()), (ConsentAction::OptIn, "b"));
+        assert_eq!(t.counted(), 4);
+        assert!(facts(&t, "+8613800000000").is_empty());
+    }
+}

@@ -1,0 +1,201 @@
+//! Partition-local state: frequency caps and duplicates of one input
+//! partition, with the changelog that makes them survive a crash or a move.
+//!
+//! The outbound topic is keyed by recipient, so every event for a
+//! (recipient, subject) and — for a given upstream — every retry of a
+//! `message_id` land on the same partition, and the instance owning that
+//! partition is the only one that needs their state. Records keyed by
+//! something else still work, but caps and duplicates then only hold
+//! within a partition: the pipeline counts them with
+//! [`key_is_recipient`] in the `smsgate_non_recipient_keys_total` metric.
+//!
+//! Use: on assignment, read the partition's changelog from the start into
+//! [`PartitionState::apply_changelog`], then `prune`; for each decision call
+//! [`PartitionState::record`] and write what it returns to the changelog
+//! **before** committing the input offset; call `prune` now and then and
+//! write the tombstones it returns.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::consent::ConsentFact;
+use crate::decision::{Decision, Outcome};
+use crate::event::{Category, OutboundSms};
+use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
+use crate::state::changelog::{self, CapKey, Change, ChangelogEntry, ChangelogError};
+
+/// Caps and duplicates of one input partition.
+#[derive(Debug, Clone)]
+pub struct PartitionState {
+    /// How long a decided `message_id` is remembered (24 h).
+    dedup_window: Duration,
+    /// How long an approval counts against a cap (the policy's cap window).
+    cap_window: Duration,
+    /// Decided message ids.
+    seen: HashMap<String, Seen>,
+    /// Approval times of marketing per (recipient, subject), oldest first.
+    caps: HashMap<CapKey, VecDeque<DateTime<Utc>>>,
+}
+
+impl PartitionState {
+    pub fn new(dedup_window: Duration, cap_window: Duration) -> PartitionState {
+        PartitionState {
+            dedup_window,
+            cap_window,
+            seen: HashMap::new(),
+            caps: HashMap::new(),
+        }
+    }
+
+    /// Remembers a decision (every well-formed one for duplicates, approved
+    /// marketing for caps) and returns the changelog entries to write.
+    pub fn record(
+        &mut self,
+        event: &OutboundSms,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> Vec<ChangelogEntry> {
+        let mut out = Vec::with_capacity(2);
+        let window = self.dedup_window;
+        let seen = self
+            .seen
+            .entry(event.message_id.clone())
+            .and_modify(|s| {
+                // Past its window the old memory is gone: this is a new first.
+                if now - s.first_at >= window {
+                    s.first_at = now;
+                }
+                s.outcome = decision.outcome;
+            })
+            .or_insert(Seen {
+                first_at: now,
+                outcome: decision.outcome,
+            });
+        out.push(changelog::dedup_entry(&event.message_id, seen));
+        if decision.outcome == Outcome::Approve && event.category == Category::Marketing {
+            let key = CapKey::new(&event.to, event.subject_key());
+            let horizon = now - self.cap_window;
+            let times = self.caps.entry(key).or_default();
+            times.push_back(now);
+            while times.front().is_some_and(|t| *t < horizon) {
+                times.pop_front();
+            }
+            out.push(changelog::cap_entry(&key, times.iter()));
+        }
+        out
+    }
+
+    /// Restores one changelog record (read in log order); `released/`
+    /// records belong to the deferred index and are skipped here.
+    pub fn apply_changelog(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), ChangelogError> {
+        match changelog::decode(key, value)? {
+            Change::Dedup { message_id, seen } => match seen {
+                Some(s) => {
+                    self.seen.insert(message_id, s);
+                }
+                None => {
+                    self.seen.remove(&message_id);
+                }
+            },
+            Change::Cap { key, approved } => match approved {
+                Some(times) => {
+                    let mut times: VecDeque<_> = times.into();
+                    times.make_contiguous().sort();
+                    self.caps.insert(key, times);
+                }
+                None => {
+                    self.caps.remove(&key);
+                }
+            },
+            Change::Released => {}
+        }
+        Ok(())
+    }
+
+    /// Drops what is older than its window and returns the tombstones to
+    /// write, so the compacted changelog forgets it too.
+    pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
+        let mut out = Vec::new();
+        let dedup_horizon = now - self.dedup_window;
+        self.seen.retain(|id, s| {
+            let keep = s.first_at > dedup_horizon;
+            if !keep {
+                out.push(changelog::tombstone(changelog::dedup_key(id)));
+            }
+            keep
+        });
+        let cap_horizon = now - self.cap_window;
+        self.caps.retain(|key, times| {
+            while times.front().is_some_and(|t| *t < cap_horizon) {
+                times.pop_front();
+            }
+            if times.is_empty() {
+                out.push(changelog::tombstone(key.changelog_key()));
+            }
+            !times.is_empty()
+        });
+        out
+    }
+
+    /// Remembered message ids (a gauge).
+    pub fn dedup_entries(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// (recipient, subject) pairs with approvals in the window (a gauge).
+    pub fn cap_keys(&self) -> usize {
+        self.caps.len()
+    }
+}
+
+impl CapView for PartitionState {
+    fn approved_since(&self, to: &str, subject: &str, since: DateTime<Utc>) -> u32 {
+        self.caps
+            .get(&CapKey::new(to, subject))
+            .map(|t| t.iter().filter(|at| **at >= since).count() as u32)
+            .unwrap_or(0)
+    }
+}
+
+impl DedupView for PartitionState {
+    fn seen(&self, message_id: &str) -> Option<Seen> {
+        self.seen.get(message_id).copied()
+    }
+}
+
+/// True when an input record's key is the event's recipient, as the
+/// partition-local state needs (anything else is counted in a metric).
+pub fn key_is_recipient(key: Option<&[u8]>, to: &str) -> bool {
+    key == Some(to.as_bytes())
+}
+
+/// What the policy reads in the gate: the shared consent table plus one
+/// partition's caps and duplicates.
+#[derive(Clone, Copy)]
+pub struct GateView<'a> {
+    pub consent: &'a dyn ConsentView,
+    pub partition: &'a PartitionState,
+}
+
+impl ConsentView for GateView<'_> {
+    fn for_each_consent(&self, to: &str, f: &mut dyn FnMut(ConsentFact<'_>)) {
+        self.consent.for_each_consent(to, f)
+    }
+}
+
+impl CapView for GateView<'_> {
+    fn approved_since(&self, to: &str, subject: &str, since: DateTime<Utc>) -> u32 {
+        self.partition.approved_since(to, subject, since)
+    }
+}
+
+impl DedupView for GateView<'_> {
+    fn seen(&self, message_id: &str) -> Option<Seen> {
+        self.partition.seen(message_id)
+    }
+}
