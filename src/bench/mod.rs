@@ -318,6 +318,7 @@ fn run_gate(
         .spawn()
         .map_err(|e| BenchError::Gate(format!("cannot start {}: {e}", opts.gate.display())))?;
     let pid = child.id();
+    log(&format!("gate started (pid {pid}), log {}", log_path.display()));
     let outbound = env
         .iter()
         .find(|(k, _)| k == "SMSGATE__TOPICS__OUTBOUND")
