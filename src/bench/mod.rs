@@ -318,7 +318,10 @@ fn run_gate(
         .spawn()
         .map_err(|e| BenchError::Gate(format!("cannot start {}: {e}", opts.gate.display())))?;
     let pid = child.id();
-    log(&format!("gate started (pid {pid}), log {}", log_path.display()));
+    log(&format!(
+        "gate started (pid {pid}), log {}",
+        log_path.display()
+    ));
     let outbound = env
         .iter()
         .find(|(k, _)| k == "SMSGATE__TOPICS__OUTBOUND")
@@ -326,8 +329,8 @@ fn run_gate(
         .unwrap_or_default();
     let n = opts.events as f64;
     let mut ready_at = None;
-    let mut first: Option<(Instant, u64, f64)> = None;
-    let mut prev = (Instant::now(), now_ms(), 0.0);
+    let mut first: Option<(Instant, u64, f64, f64)> = None;
+    let mut prev = (Instant::now(), now_ms(), 0.0, 0.0);
     let last_page;
     loop {
         std::thread::sleep(Duration::from_millis(25));
@@ -352,6 +355,7 @@ fn run_gate(
             Instant::now(),
             now_ms(),
             procstat::cpu_seconds(pid).unwrap_or(0.0),
+            procstat::run_queue_wait_seconds(pid).unwrap_or(0.0),
         );
         if ready_at.is_none() && page.sum(names::READY) >= 1.0 {
             ready_at = Some(spawned.elapsed().as_secs_f64());
@@ -359,7 +363,7 @@ fn run_gate(
         if first.is_none() && page.get(names::EVENTS_CONSUMED, "topic", &outbound) > 0.0 {
             // Consumption began between the previous scrape and this one.
             let mid = prev.0 + (now.0 - prev.0) / 2;
-            first = Some((mid, (prev.1 + now.1) / 2, prev.2));
+            first = Some((mid, (prev.1 + now.1) / 2, prev.2, prev.3));
         }
         if page.sum(names::PRODUCED) >= n {
             let rss = procstat::peak_rss_mb(pid).unwrap_or(0.0);
@@ -369,7 +373,7 @@ fn run_gate(
         prev = now;
     }
     let (page, end, rss_mb) = last_page;
-    let (t0, t0_ms, cpu0) = first.unwrap_or(prev);
+    let (t0, t0_ms, cpu0, wait0) = first.unwrap_or(prev);
     let status = terminate(&mut child, Duration::from_secs(30));
     let seconds = end.0.duration_since(t0).as_secs_f64().max(1e-6);
     Ok(GateFigures {
@@ -386,6 +390,7 @@ fn run_gate(
             * 1000.0,
         rss_mb,
         cpu_seconds: end.2 - cpu0,
+        run_queue_wait_seconds: end.3 - wait0,
         broker_cpu_seconds: broker_cpu.between(t0_ms, end.1),
         ready_after_seconds: ready_at.unwrap_or(0.0),
         consent_recipients: page.sum(names::CONSENT_RECIPIENTS),

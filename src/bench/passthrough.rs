@@ -36,6 +36,8 @@ pub struct PassReport {
     pub p99_ms: f64,
     /// CPU seconds of this process between the first poll and the last ack.
     pub cpu_seconds: f64,
+    /// Seconds its threads waited for a CPU in that window (other load).
+    pub run_queue_wait_seconds: f64,
     pub rss_mb: f64,
     pub failed_deliveries: u64,
 }
@@ -132,7 +134,7 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
     let max_in_flight = settings.pipeline.max_in_flight as u64;
     let commit_every = Duration::from_millis(settings.pipeline.commit_interval_ms);
     let started = Instant::now();
-    let mut first: Option<(Instant, f64)> = None;
+    let mut first: Option<(Instant, f64, f64)> = None;
     let mut polled = 0u64;
     let mut last_commit = Instant::now();
     while shared.acked.load(Ordering::Relaxed) < expected {
@@ -157,7 +159,7 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         };
         let polled_at = Instant::now();
         if first.is_none() {
-            first = Some((polled_at, procstat::self_cpu_seconds()));
+            first = Some((polled_at, procstat::self_cpu_seconds(), self_wait()));
         }
         polled += 1;
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -183,8 +185,9 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         }
     }
     let cpu_end = procstat::self_cpu_seconds();
+    let wait_end = self_wait();
     commit(&consumer, input, &shared, CommitMode::Sync);
-    let (t0, cpu0) = first.unwrap_or((started, 0.0));
+    let (t0, cpu0, wait0) = first.unwrap_or((started, 0.0, 0.0));
     let t1 = shared
         .last_ack
         .lock()
@@ -214,9 +217,14 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         cpu_seconds: cpu_end - cpu0,
+        run_queue_wait_seconds: wait_end - wait0,
         rss_mb: procstat::self_peak_rss_mb(),
         failed_deliveries: shared.failed.load(Ordering::Relaxed),
     })
+}
+
+fn self_wait() -> f64 {
+    procstat::run_queue_wait_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 fn commit(consumer: &BaseConsumer<Quiet>, topic: &str, shared: &Shared, mode: CommitMode) {

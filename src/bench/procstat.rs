@@ -49,6 +49,25 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
     status_kb(&s, "VmRSS:").map(|kb| kb / 1024.0)
 }
 
+/// Seconds the threads of `pid` (those alive now) spent runnable but
+/// waiting for a CPU (`/proc/PID/task/*/schedstat`, second field, in ns):
+/// how much the machine's other load held the process back.
+pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for t in tasks.flatten() {
+        let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        ns += s
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 / 1e9)
+}
+
 pub fn self_peak_rss_mb() -> f64 {
     peak_rss_mb(std::process::id()).unwrap_or(0.0)
 }

@@ -32,6 +32,8 @@ pub struct GateFigures {
     pub rss_mb: f64,
     /// Gate CPU seconds inside the measured window.
     pub cpu_seconds: f64,
+    /// Time the gate's threads waited for a CPU inside the window (other load).
+    pub run_queue_wait_seconds: f64,
     pub broker_cpu_seconds: Option<f64>,
     /// From process start to `/readyz` (consent caught up).
     pub ready_after_seconds: f64,
@@ -59,6 +61,15 @@ fn cores() -> usize {
         .unwrap_or(0)
 }
 
+/// The 1-minute load average (other work on a shared machine skews figures).
+fn load_average() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|l| json!(l))
+        .unwrap_or(Value::Null)
+}
+
 fn share(cpu: Option<f64>, secs: f64) -> Value {
     cpu.map(|c| json!((c / secs * 100.0).round() / 100.0))
         .unwrap_or(Value::Null)
@@ -77,7 +88,7 @@ impl Results {
         let ratio = pass.as_ref().map(|p| gate.rps / p.rps);
         let json = json!({
             "started_at": crate::decision::format_time(&started),
-            "machine": {"cores": cores()},
+            "machine": {"cores": cores(), "load_average_at_start": load_average()},
             "broker": match &opts.brokers {
                 Some(b) => format!("existing Kafka at {b}"),
                 None => format!("tansu (memory storage) at {brokers}"),
@@ -97,6 +108,7 @@ impl Results {
                 "p99_ms": p.p99_ms,
                 "cpu_seconds": p.cpu_seconds,
                 "cores_used": share(Some(p.cpu_seconds), p.seconds),
+                "run_queue_wait_seconds": p.run_queue_wait_seconds,
                 "rss_mb": p.rss_mb,
                 "broker_cpu_seconds": pass_broker_cpu,
                 "broker_cores_used": share(pass_broker_cpu, p.seconds),
@@ -111,6 +123,7 @@ impl Results {
                 "rss_mb": gate.rss_mb,
                 "cpu_seconds": gate.cpu_seconds,
                 "cores_used": share(Some(gate.cpu_seconds), gate.seconds),
+                "run_queue_wait_seconds": gate.run_queue_wait_seconds,
                 "broker_cpu_seconds": gate.broker_cpu_seconds,
                 "broker_cores_used": share(gate.broker_cpu_seconds, gate.seconds),
                 "ready_after_seconds": gate.ready_after_seconds,
