@@ -10,7 +10,9 @@
 //! - [`check`] is the offline `smsgate check` command.
 //! - [`config`] layers defaults, file and environment.
 //! - [`mask`] masks phone numbers for logs.
+//! - [`bench`] is the benchmark harness and the load generator.
 
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod consent;
