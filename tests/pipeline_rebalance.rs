@@ -14,7 +14,7 @@ fn outputs(h: &Harness) -> Vec<rdkafka::message::OwnedMessage> {
     let t = &h.settings.topics;
     let mut out = h.read_topic(&t.approved, 1, Duration::from_secs(20));
     out.extend(h.read_topic(&t.quarantine, 1, Duration::from_secs(20)));
-    out.extend(h.read_topic(&t.deferred, 0, Duration::from_secs(5)));
+    out.extend(h.read_topic(&t.deferred, 1, Duration::from_secs(5)));
     out
 }
 
