@@ -202,6 +202,9 @@ impl Settings {
         if self.pipeline.commit_interval_ms == 0 {
             return bad("pipeline.commit_interval_ms must be at least 1");
         }
+        if self.state.restore_timeout_secs == 0 {
+            return bad("state.restore_timeout_secs must be at least 1");
+        }
         if self.pipeline.max_in_flight == 0 {
             return bad("pipeline.max_in_flight must be at least 1");
         }

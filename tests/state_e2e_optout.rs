@@ -136,15 +136,43 @@ fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
         a.log_tail(),
         b.log_tail()
     );
-    for g in [&a, &b] {
+    let sums = |g: &Gate| {
         let text = g.get("/metrics").unwrap().1;
-        let sum = metric_sum(&text, "smsgate_optout_latency_seconds_sum").unwrap();
+        metric_sum(&text, "smsgate_optout_latency_seconds_sum").unwrap()
+    };
+    let first_sums = [sums(&a), sums(&b)];
+    for (g, sum) in [&a, &b].iter().zip(first_sums) {
         eprintln!(
-            "[optout] {}: latency count {} sum {sum:.3} s",
-            g.name,
-            latency_count(g)
+            "[optout] {}: first reply enforced after {sum:.3} s (includes the forwarder group's first join)",
+            g.name
         );
         assert!(sum < 60.0, "latency is reply received_at → enforced");
+    }
+    // A second reply, with every group settled: the steady-state latency.
+    let other = cn_number(71_000_002);
+    let reply = json!({
+        "from": other, "to": "106900005678", "body": "TD",
+        "received_at": rfc3339(chrono::Utc::now()),
+    });
+    producer.send_all(
+        &topics.inbound,
+        &[Record {
+            key: Some(other.as_bytes().to_vec()),
+            value: serde_json::to_vec(&reply).unwrap(),
+        }],
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
+            latency_count(&a) >= 2.0 && latency_count(&b) >= 2.0
+        }),
+        "second opt-out not applied on both instances"
+    );
+    for (g, before) in [&a, &b].iter().zip(first_sums) {
+        eprintln!(
+            "[optout] {}: second reply enforced after {:.3} s",
+            g.name,
+            sums(g) - before
+        );
     }
 
     let after = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m1"), &to)]);
