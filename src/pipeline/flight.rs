@@ -414,3 +414,39 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(outstanding: Option<Arc<AtomicUsize>>) -> Pending {
+        Pending {
+            partition: 0,
+            epoch: 1,
+            offset: 7,
+            polled_at: Instant::now(),
+            outstanding,
+            to_partition: None,
+        }
+    }
+
+    #[test]
+    fn an_input_completes_only_with_its_output_and_every_changelog_entry() {
+        let shared = Arc::new(AtomicUsize::new(3));
+        let (output, dedup, cap) = (
+            pending(Some(shared.clone())),
+            pending(Some(shared.clone())),
+            pending(Some(shared)),
+        );
+        assert!(!dedup.completes_input());
+        assert!(!output.completes_input());
+        assert!(
+            cap.completes_input(),
+            "the last acknowledgement completes it"
+        );
+        assert!(
+            pending(None).completes_input(),
+            "a lone output completes at once"
+        );
+    }
+}
