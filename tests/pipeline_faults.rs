@@ -44,31 +44,29 @@ async fn finish(h: &Harness, run: Running, total: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_produce_requests_are_retried_and_nothing_is_lost() {
     let mut h = Harness::new("faults-produce");
-    // Short delivery timeout: librdkafka gives up on some records, and the
-    // gate must produce those again itself.
+    // A short delivery timeout, so records librdkafka gives up on come back
+    // to the gate, which must produce them again itself.
     h.settings
         .kafka
         .properties
         .insert("message.timeout.ms".into(), "1500".into());
     h.seed_consent();
-    h.produce_events(EVENTS);
-    let run = h.start();
-    assert!(
-        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
-            > 0)
-        .await
-    );
+    h.produce_events(2 * EVENTS);
+    // Injected after seeding, so only the gate's produce requests fail:
+    // retriable errors librdkafka retries itself, then permanent ones that
+    // fail the records back to the gate.
     let errors: Vec<RDKafkaRespErr> = (0..60)
-        .map(|i| match i % 3 {
+        .map(|i| match i % 4 {
             0 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
             1 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            2 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
             _ => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         })
         .collect();
     h.mock
         .cluster()
         .request_errors(RDKafkaApiKey::Produce, &errors);
-    h.produce_events(EVENTS);
+    let run = h.start();
     let metrics = run.metrics.clone();
     let duplicates = finish(&h, run, 2 * EVENTS).await;
     let failed = metrics.snapshot().produce_errors;
