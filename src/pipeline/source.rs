@@ -5,8 +5,10 @@
 //! the loop stops taking records and waits for acknowledgements, polling
 //! only once a second so group membership and rebalances are still served.
 //! (Pausing partitions was tried first; rapid pause/resume cycles left a
-//! partition stalled in librdkafka 2.12.) A record is never skipped: a failed delivery is produced
-//! again; a record that cannot be parsed is quarantined as `malformed`.
+//! partition stalled in librdkafka 2.12.)
+//!
+//! A record is never skipped: a failed delivery is produced again; a record
+//! that cannot be parsed is quarantined as `malformed`.
 
 use std::time::{Duration, Instant};
 
