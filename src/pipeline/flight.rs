@@ -214,7 +214,7 @@ impl ClientContext for DeliveryContext {
             self.flight
                 .set_fatal(format!("producer: {error}: {reason}"));
         } else {
-            tracing::debug!(error = %error, reason, "producer error");
+            super::kafka::log_error("producer", &error, reason);
         }
     }
 }

@@ -63,7 +63,7 @@ impl Intake<'_> {
             ctx.dispatcher.resend_due();
             if last_commit.elapsed() >= commit_every {
                 last_commit = Instant::now();
-                ctx.commit_now(self.consumer, None);
+                ctx.commit_now(self.consumer, None, true);
             }
             if last_prune.elapsed() >= PRUNE_INTERVAL {
                 last_prune = Instant::now();
