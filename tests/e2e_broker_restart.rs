@@ -36,9 +36,11 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
     let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
     // Tansu's sqlite coordinator holds a rejoin after its restart for the
     // rebalance timeout, which librdkafka sets to max.poll.interval.ms
-    // (default 300 s); 30 s keeps the test short.
+    // (default 300 s); 30 s keeps the test short (it must be at least
+    // session.timeout.ms).
     let config = GateConfig::new(&broker, &topics)
         .instance("restart-0")
+        .property("session.timeout.ms", "10000")
         .property("max.poll.interval.ms", "30000");
     let mut gate = Gate::start(&config, "restart");
     gate.wait_ready(Duration::from_secs(60));
@@ -63,7 +65,10 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
     );
     let mut readiness = Vec::new();
     let outage = Instant::now();
-    while outage.elapsed() < OUTAGE {
+    // Down for OUTAGE, or longer until the gate reports it (at most 30 s).
+    while outage.elapsed() < OUTAGE
+        || (!readiness.contains(&Some(503)) && outage.elapsed() < Duration::from_secs(30))
+    {
         readiness.push(gate.get("/readyz").map(|(s, _)| s));
         std::thread::sleep(Duration::from_millis(250));
     }
