@@ -34,12 +34,11 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
 
     let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
-    // Tansu's sqlite coordinator holds a rejoin after its restart for the
-    // rebalance timeout, which librdkafka sets to max.poll.interval.ms
-    // (default 300 s); 30 s keeps the test short.
-    let config = GateConfig::new(&broker, &topics)
-        .instance("restart-0")
-        .property("max.poll.interval.ms", "30000");
+    // Default librdkafka timeouts: Tansu's sqlite coordinator may hold the
+    // rejoin after its restart for the rebalance timeout (max.poll.interval.ms,
+    // 300 s), hence the long wait below. (With max.poll.interval.ms = 30 s
+    // the gate once lost its assignment for good: see docs/testing.md.)
+    let config = GateConfig::new(&broker, &topics).instance("restart-0");
     let mut gate = Gate::start(&config, "restart");
     gate.wait_ready(Duration::from_secs(60));
     let started = Instant::now();
@@ -63,7 +62,10 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
     );
     let mut readiness = Vec::new();
     let outage = Instant::now();
-    while outage.elapsed() < OUTAGE {
+    // Down for OUTAGE, or longer until the gate reports it (at most 30 s).
+    while outage.elapsed() < OUTAGE
+        || (!readiness.contains(&Some(503)) && outage.elapsed() < Duration::from_secs(30))
+    {
         readiness.push(gate.get("/readyz").map(|(s, _)| s));
         std::thread::sleep(Duration::from_millis(250));
     }
