@@ -109,7 +109,17 @@ fn link_at<T: AsRef<str>>(text: &str, i: usize, tlds: &[T]) -> (Option<Link>, us
     let scheme = ["https://", "http://"]
         .into_iter()
         .find(|s| starts_with_ci(&b[i..], s));
-    let host_start = i + scheme.map_or(0, str::len);
+    let mut host_start = i + scheme.map_or(0, str::len);
+    if scheme.is_some() {
+        // Skip user info: in `http://huinong.cn@evil.com/` the host is evil.com.
+        let mut end = host_start;
+        while end < b.len() && url_byte(b[end]) && !matches!(b[end], b'/' | b'?' | b'#') {
+            end += 1;
+        }
+        if let Some(at) = b[host_start..end].iter().rposition(|c| *c == b'@') {
+            host_start += at + 1;
+        }
+    }
     let mut host_end = host_start;
     if scheme.is_some() && b.get(host_start) == Some(&b'[') {
         while host_end < b.len() && b[host_end] != b']' && url_byte(b[host_end]) {
@@ -208,6 +218,8 @@ mod tests {
         );
         assert_eq!(hosts("go www.example.org now"), vec!["www.example.org"]);
         assert_eq!(hosts("HTTP://1.2.3.4/x"), vec!["1.2.3.4"]);
+        assert_eq!(hosts("https://huinong.cn@evil.com/a"), vec!["evil.com"]);
+        assert_eq!(hosts("http://u:p@bit.ly"), vec!["bit.ly"]);
         assert_eq!(hosts("rate 7.2% and 3.14 mail a@b.com"), Vec::<&str>::new());
     }
 

@@ -104,6 +104,8 @@ mod tests {
         assert_eq!(count(&"汉".repeat(70)).parts, 1);
         assert_eq!(count(&"汉".repeat(71)).parts, 2);
         assert!(!count("`").gsm7);
+        assert!(!count("a\tb").gsm7);
+        assert!(count("a\r\nb").gsm7);
         // An emoji is two UTF-16 units.
         assert_eq!(count("😀").units, 2);
         assert!(count("€ @ £").gsm7);
