@@ -184,7 +184,9 @@ impl Gate {
         closed_tx: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut clients = None;
-        let result = self.start_and_consume(&shutdown, &mut clients);
+        let done = Shutdown::new();
+        let result = self.start_and_consume(&shutdown, &done, &mut clients);
+        done.trigger();
         let _ = result_tx.send(result);
         // Dropping the consumer closes it (leaves the group unless static).
         drop(clients);
@@ -194,6 +196,7 @@ impl Gate {
     fn start_and_consume(
         &self,
         shutdown: &Shutdown,
+        done: &Shutdown,
         clients: &mut Option<(GateConsumer, Arc<Dispatcher>)>,
     ) -> Result<RunSummary, PipelineError> {
         let s = &self.settings;
@@ -218,10 +221,10 @@ impl Gate {
         let Some(feed) = feed else {
             return Ok(self.summary(true));
         };
-        let feed_shutdown = shutdown.clone();
+        let (feed_shutdown, feed_done) = (shutdown.clone(), done.clone());
         std::thread::Builder::new()
             .name("smsgate-consent".into())
-            .spawn(move || feed.run(feed_shutdown))
+            .spawn(move || feed.run(feed_shutdown, feed_done))
             .map_err(|e| PipelineError::Thread(e.to_string()))?;
 
         // 2. Producer and group consumer.
@@ -282,11 +285,18 @@ impl Gate {
         self.metrics.stopping();
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
-        consumer.context().commit_now(consumer, None);
+        consumer.context().commit_now(consumer, None, false);
         let _ = dispatcher
             .producer()
             .flush(deadline.saturating_duration_since(Instant::now()));
-        tracing::info!(drained, "stopped");
+        let totals = self.metrics.snapshot();
+        tracing::info!(
+            drained,
+            approved = totals.approved,
+            quarantined = totals.rejected,
+            deferred = totals.deferred,
+            "stopped"
+        );
         match ended {
             source::Ended::Stopped => Ok(self.summary(drained)),
             source::Ended::Fatal(why) => Err(PipelineError::Fatal(why)),
