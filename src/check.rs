@@ -76,3 +76,170 @@ pub fn run(
     output.flush()?;
     Ok(n)
 }
+
+/// Like [`run`], but writes the human-readable `--explain` table instead of
+/// NDJSON when `explain` is set.
+pub fn run_explained(
+    policy: &Policy,
+    state: &mut MemoryState,
+    now: Option<DateTime<Utc>>,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> Result<usize, CheckError> {
+    let mut n = 0;
+    for line in input.split(b'\n') {
+        let mut line = line?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = now.unwrap_or_else(Utc::now);
+        let (event, decision) = policy.decide_bytes(&line, Origin::Intake, state, at);
+        if let Some(event) = &event {
+            state.record(event, &decision, at);
+        }
+        n += 1;
+        write!(output, "{}", explain(n, &decision))?;
+    }
+    output.flush()?;
+    Ok(n)
+}
+
+/// One event's decision as a readable table: every rule that fired, its
+/// code, its citation and what it matched.
+pub fn explain(line: usize, d: &crate::decision::Decision) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let id = d.message_id.as_deref().unwrap_or("(no message_id)");
+    let _ = write!(s, "#{line} {id}: {}", d.outcome.as_str().to_uppercase());
+    if let Some(r) = &d.release_at {
+        let _ = write!(s, " until {}", crate::decision::format_time(r));
+    }
+    let _ = writeln!(s);
+    if d.reasons.is_empty() {
+        let _ = writeln!(s, "  every rule passed");
+    } else {
+        let w_rule = d
+            .reasons
+            .iter()
+            .map(|r| r.rule.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let w_code = d
+            .reasons
+            .iter()
+            .map(|r| r.code.as_str().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            s,
+            "  {:w_rule$}  {:w_code$}  CITATION / MATCHED",
+            "RULE", "CODE"
+        );
+        for r in &d.reasons {
+            let _ = writeln!(
+                s,
+                "  {:w_rule$}  {:w_code$}  {}",
+                r.rule,
+                r.code.as_str(),
+                r.citation
+            );
+            let _ = writeln!(s, "  {:w_rule$}  {:w_code$}  → {}", "", "", r.detail);
+        }
+    }
+    let _ = writeln!(s);
+    s
+}
+
+/// `smsgate policy lint`: compiles the given pack files (or, with none, the
+/// configured policy) and returns a per-pack summary, or every error found.
+pub fn lint(
+    files: &[std::path::PathBuf],
+    source: &crate::policy::PolicySource,
+) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut errors = Vec::new();
+    let mut packs = Vec::new();
+    if files.is_empty() {
+        match Policy::load(source) {
+            Ok(p) => {
+                let _ = writeln!(
+                    out,
+                    "policy {} ({} senders in the registry)",
+                    p.version(),
+                    p.registry().len()
+                );
+                packs.extend(p.packs().iter().cloned());
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    } else {
+        for path in source.senders.iter() {
+            if let Err(e) = crate::policy::Registry::load(path) {
+                errors.push(e.to_string());
+            }
+        }
+        for path in files {
+            let name = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Err(e) => errors.push(format!("{name}: cannot read: {e}")),
+                Ok(text) => match crate::policy::pack::compile(&name, &text) {
+                    Ok(p) => packs.push(p),
+                    Err(e) => errors.push(e.to_string()),
+                },
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    for p in &packs {
+        out.push_str(&summary(p));
+    }
+    Ok(out)
+}
+
+fn summary(p: &crate::policy::Pack) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let prefixes = if p.prefixes.is_empty() {
+        "every other number".to_string()
+    } else {
+        p.prefixes.join(", ")
+    };
+    let enabled = p.rules.iter().filter(|r| r.enabled).count();
+    let _ = writeln!(
+        s,
+        "\npack {} ({}) — {prefixes} — {enabled}/{} rules enabled",
+        p.name,
+        p.file,
+        p.rules.len()
+    );
+    for r in &p.rules {
+        let codes: Vec<&str> = r.codes().iter().map(|c| c.as_str()).collect();
+        let cats: Vec<&str> = [
+            crate::event::Category::Marketing,
+            crate::event::Category::Notification,
+            crate::event::Category::Otp,
+        ]
+        .into_iter()
+        .filter(|c| r.categories & crate::policy::rules::category_bit(*c) != 0)
+        .map(|c| c.as_str())
+        .collect();
+        let _ = writeln!(
+            s,
+            "  {} {:28} {:18} {:45} [{}]",
+            if r.enabled { "on " } else { "off" },
+            r.id,
+            r.kind_name,
+            codes.join(", "),
+            cats.join(",")
+        );
+    }
+    s
+}

@@ -80,6 +80,28 @@ enum Command {
         /// Fixed decision time (RFC 3339); default: the real clock.
         #[arg(long, value_parser = parse_time)]
         now: Option<DateTime<Utc>>,
+        /// Print a readable table of the rules that fired instead of NDJSON.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Policy pack tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Load packs and registry; print errors or a summary of rules per pack.
+    Lint {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Sender registry files to load as well.
+        #[arg(long)]
+        senders: Vec<PathBuf>,
+        /// Pack files to check (default: the configured packs).
+        files: Vec<PathBuf>,
     },
 }
 
@@ -141,6 +163,7 @@ fn main() -> ExitCode {
             senders,
             consent,
             now,
+            explain,
         } => {
             let settings = match Settings::load(config.as_deref()) {
                 Ok(s) => s,
@@ -158,9 +181,40 @@ fn main() -> ExitCode {
             }
             let stdin = std::io::stdin().lock();
             let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            match smsgate::check::run(&policy, &mut state, now, stdin, stdout) {
+            let result = if explain {
+                smsgate::check::run_explained(&policy, &mut state, now, stdin, stdout)
+            } else {
+                smsgate::check::run(&policy, &mut state, now, stdin, stdout)
+            };
+            match result {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Policy { command } => policy_command(command),
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> ExitCode {
+    match command {
+        PolicyCommand::Lint {
+            config,
+            senders,
+            files,
+        } => {
+            let settings = match Settings::load(config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+            };
+            match smsgate::check::lint(&files, &settings.policy_source(&senders)) {
+                Ok(summary) => {
+                    print!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
         }
     }

@@ -1,0 +1,221 @@
+//! `smsgate check`, `check --explain` and `policy lint`, run as the built
+//! binary (CONTRACT §8).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/check").join(name)
+}
+
+fn smsgate(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn check_fixture(extra: &[&str]) -> Output {
+    let consent = fixture("consent.ndjson");
+    let senders = root().join("config/senders.example.toml");
+    let mut args = vec![
+        "check",
+        "--now",
+        "2026-11-28T02:00:00Z",
+        "--senders",
+        senders.to_str().unwrap(),
+        "--consent",
+        consent.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    smsgate(&args, &std::fs::read(fixture("events.ndjson")).unwrap())
+}
+
+#[test]
+fn check_fixture_matches_expected_decisions() {
+    let out = check_fixture(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: Vec<Value> = std::fs::read_to_string(fixture("expected.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "one decision per non-blank line, in order"
+    );
+    for (g, e) in got.iter().zip(&expected) {
+        let codes: Vec<&Value> = g["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["code"])
+            .collect();
+        let expected_codes: Vec<&Value> = e["codes"].as_array().unwrap().iter().collect();
+        assert_eq!(g["message_id"], e["message_id"]);
+        assert_eq!(g["outcome"], e["outcome"], "{}", g["message_id"]);
+        assert_eq!(codes, expected_codes, "{}", g["message_id"]);
+        assert_eq!(g["release_at"], e["release_at"], "{}", g["message_id"]);
+        assert_eq!(g["decided_at"], "2026-11-28T02:00:00Z");
+        assert!(g["policy_version"].as_str().unwrap().starts_with("sha256:"));
+        for r in g["reasons"].as_array().unwrap() {
+            assert!(
+                !r["rule"].as_str().unwrap().is_empty()
+                    && !r["citation"].as_str().unwrap().is_empty()
+            );
+            let detail = r["detail"].as_str().unwrap();
+            assert!(
+                !detail.contains("13812345678"),
+                "no full phone number in {detail}"
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_prints_rule_code_citation_and_match() {
+    let out = check_fixture(&["--explain"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("cn-mall-loan: REJECT"), "{text}");
+    assert!(text.contains("cn.lending.claims") && text.contains("content.prohibited_claim"));
+    assert!(text.contains("PBOC 公告〔2021〕第3号"));
+    assert!(text.contains("\"秒批\""), "the matched text is shown");
+    assert!(text.contains("us-night: DEFER until 2026-11-28T13:00:00Z"));
+}
+
+#[test]
+fn bad_flags_and_configs_fail_with_one_line() {
+    for args in [
+        vec!["check", "--now", "yesterday"],
+        vec!["check", "--config", "/nonexistent.toml"],
+        vec!["check", "--senders", "/nonexistent-senders.toml"],
+        vec!["check", "--consent", "/nonexistent-consent.ndjson"],
+    ] {
+        let out = smsgate(&args, b"");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!err.trim().is_empty(), "{args:?}");
+        if args[1] != "--now" {
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+    // Malformed input lines are decisions, not failures.
+    let out = smsgate(&["check", "--now", "2026-11-28T02:00:00Z"], b"\n{\n\n");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn packs_directory_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let packs = dir.path().join("policies");
+    std::fs::create_dir(&packs).unwrap();
+    for f in ["cn.toml", "us.toml", "default.toml"] {
+        let text = std::fs::read_to_string(root().join("config/policies").join(f)).unwrap();
+        std::fs::write(
+            packs.join(f),
+            text.replace(
+                "id = \"cn.lending.claims\"",
+                "id = \"cn.lending.claims\"\nenabled = false",
+            ),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("smsgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nsenders = {:?}\npacks = {:?}\n",
+            root().join("config/senders.example.toml"),
+            packs
+        ),
+    )
+    .unwrap();
+    let out = check_fixture(&["--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let loan = text
+        .lines()
+        .find(|l| l.contains("\"cn-mall-loan\""))
+        .unwrap();
+    assert!(
+        !loan.contains("content.prohibited_claim"),
+        "switched-off rule does not fire"
+    );
+    assert!(loan.contains("content.loan_unlicensed"));
+}
+
+#[test]
+fn lint_summarizes_or_names_errors() {
+    let out = smsgate(&["policy", "lint"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "pack cn",
+        "pack us",
+        "pack default",
+        "us.quiet_hours.tx",
+        "content.shaft",
+        "sha256:",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[pack]\nname = \"x\"\n[[rule]]\nid = \"x.q\"\nkind = \"quiet_hours\"\ncode = \"quiet_hours\"\ncitation = \"c\"\nallowed = \"22:00-07:00\"\nzones = [\"UTC\"]\n",
+    )
+    .unwrap();
+    let good = root().join("config/policies/us.toml");
+    let out = smsgate(
+        &[
+            "policy",
+            "lint",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("bad.toml") && err.contains("x.q") && err.contains("invalid time window"),
+        "{err}"
+    );
+    let out = smsgate(&["policy", "lint", good.to_str().unwrap()], b"");
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().contains("pack us"));
+}
