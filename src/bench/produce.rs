@@ -210,7 +210,7 @@ pub struct GenerateOptions {
 
 /// Runs `smsgate generate`, writing a one-line summary to stderr.
 pub fn generate(opts: &GenerateOptions) -> Result<(), ProduceError> {
-    if opts.rate.is_some_and(|r| !(r > 0.0)) {
+    if opts.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err(ProduceError::Usage("--rate must be positive".into()));
     }
     let loader = Loader::new(&opts.brokers, &BTreeMap::new())?;

@@ -204,7 +204,7 @@ impl Workload {
         if personalized {
             v["targeting"] = serde_json::json!({"personalized": true});
         }
-        if self.counter % 4 == 0 {
+        if self.counter.is_multiple_of(4) {
             v["recipient"] = serde_json::json!({"age": 20 + self.counter % 50, "student": false});
         }
         serde_json::to_vec(&v).unwrap_or_default()
