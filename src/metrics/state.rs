@@ -77,6 +77,15 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A record acknowledged that does not complete an input (a changelog
+    /// entry, or an output whose changelog entries are still pending): it
+    /// counts as produced, but the end-to-end histogram observes each input
+    /// once, when its last record is acknowledged.
+    pub fn delivered_part(&self, topic: &str) {
+        self.in_flight.dec();
+        self.produced.with_label_values(&[topic]).inc();
+    }
+
     pub fn deferred_held(&self, records: u64) {
         self.state.deferred_held.set(records as i64);
     }

@@ -151,12 +151,14 @@ impl Flight {
     }
 
     fn on_delivered(&self, pending: &Pending, topic: &str) {
-        if pending.completes_input() {
+        if pending.completes_input() && pending.epoch != super::offsets::NO_EPOCH {
             self.lock()
                 .tracker
                 .ack(&pending.partition, pending.epoch, pending.offset);
+            self.metrics.delivered(topic, pending.polled_at.elapsed());
+        } else {
+            self.metrics.delivered_part(topic);
         }
-        self.metrics.delivered(topic, pending.polled_at.elapsed());
         self.changed.notify_all();
     }
 
