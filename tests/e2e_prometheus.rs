@@ -353,6 +353,14 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
         "the version label is the policy version `smsgate check` reports for the same files"
     );
 
+    // Decided is not yet delivered (each decision also writes its changelog
+    // entries first): wait until Prometheus sees nothing in flight.
+    let delivered =
+        support::wait_until(Duration::from_secs(30), Duration::from_millis(250), || {
+            prometheus.value(r#"sum(smsgate_in_flight{job="smsgate"})"#) == Some(0.0)
+        });
+    assert!(delivered, "records still in flight after every decision");
+
     // Is it keeping up? Everything consumed was decided and delivered.
     let consumed = prometheus.by("topic", r#"smsgate_events_consumed_total{job="smsgate"}"#);
     assert_eq!(
