@@ -178,6 +178,8 @@ fn demo(opts: smsgate::demo::DemoOptions) -> ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
+    // One line, whatever the error's own formatting (TOML errors span lines).
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     eprintln!("smsgate: {message}");
     ExitCode::from(code)
 }

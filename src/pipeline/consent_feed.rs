@@ -33,7 +33,7 @@ impl ClientContext for FeedContext {
         super::kafka::log(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(error = %error, reason, "consent reader error");
+        super::kafka::log_error("consent reader", &error, reason);
     }
 }
 impl ConsumerContext for FeedContext {}

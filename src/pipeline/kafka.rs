@@ -123,6 +123,20 @@ pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// Logs a client-level error. Connection churn is `debug` (broker loss is
+/// reported once, as a state change, and start-up failure as the exit
+/// message); anything else — authentication, authorization, a bad topic —
+/// is a `warn` an operator must see.
+pub fn log_error(client: &'static str, error: &KafkaError, reason: &str) {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(BrokerTransportFailure | AllBrokersDown | PartitionEOF | Resolve) | None => {
+            tracing::debug!(client, error = %error, reason, "Kafka client error")
+        }
+        Some(_) => tracing::warn!(client, error = %error, reason, "Kafka client error"),
+    }
+}
+
 /// True for the error librdkafka raises when it cannot reach any broker.
 pub fn is_all_brokers_down(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)

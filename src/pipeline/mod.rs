@@ -285,7 +285,7 @@ impl Gate {
         self.metrics.stopping();
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
-        consumer.context().commit_now(consumer, None);
+        consumer.context().commit_now(consumer, None, false);
         let _ = dispatcher
             .producer()
             .flush(deadline.saturating_duration_since(Instant::now()));

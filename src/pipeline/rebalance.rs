@@ -48,7 +48,15 @@ impl GateContext {
     /// synchronously: every commit interval, on revoke and at shutdown.
     /// (librdkafka reports manual asynchronous commits to no one, so the
     /// result would be unknown; a synchronous commit is one round trip.)
-    pub(crate) fn commit_now(&self, consumer: &GateConsumer, partitions: Option<&[i32]>) {
+    /// `periodic` commits are retried at the next interval, so their
+    /// failures are logged at `debug`; the last commit before a revoke or a
+    /// stop warns.
+    pub(crate) fn commit_now(
+        &self,
+        consumer: &GateConsumer,
+        partitions: Option<&[i32]>,
+        periodic: bool,
+    ) {
         let mut tpl = TopicPartitionList::new();
         let positions: Vec<(i32, i64)> = self
             .flight
@@ -62,9 +70,13 @@ impl GateContext {
         if !self.metrics.is_broker_up() {
             // A synchronous commit would block until the coordinator is back.
             self.metrics.commit_failed();
-            tracing::warn!(
-                "broker unreachable: offsets not committed; the records will be read again"
-            );
+            if periodic {
+                tracing::debug!("broker unreachable: commit postponed");
+            } else {
+                tracing::warn!(
+                    "broker unreachable: offsets not committed; the records will be read again"
+                );
+            }
             return;
         }
         for (p, o) in &positions {
@@ -75,6 +87,10 @@ impl GateContext {
                 for (p, o) in positions {
                     self.flight.committed(p, o);
                 }
+            }
+            Err(e) if periodic => {
+                self.metrics.commit_failed();
+                tracing::debug!(error = %e, "offset commit failed; retried at the next interval");
             }
             Err(e) => {
                 self.metrics.commit_failed();
@@ -94,7 +110,7 @@ impl GateContext {
         } else {
             let deadline = Instant::now() + self.drain_timeout;
             let drained = self.dispatcher.drain(Some(&partitions), deadline, || {});
-            self.commit_now(consumer, Some(&partitions));
+            self.commit_now(consumer, Some(&partitions), false);
             tracing::info!(?partitions, drained, "partitions revoked");
         }
         for p in partitions {
@@ -125,7 +141,7 @@ impl ClientContext for GateContext {
             }
             self.metrics.broker_reachable(false);
         } else {
-            tracing::debug!(error = %error, reason, "consumer error");
+            super::kafka::log_error("consumer", &error, reason);
         }
     }
 
