@@ -14,6 +14,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub topics: Topics,
+    /// Absent when no file names a registry (then `run` refuses to start).
+    #[serde(default)]
     pub policy: PolicySettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
@@ -43,11 +45,13 @@ pub struct Topics {
     pub deferred: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct PolicySettings {
     /// Sender registry (CONTRACT §5); required by `run`.
+    #[serde(default)]
     pub senders: Option<PathBuf>,
     /// Directory of policy packs; unset uses the packs built into the binary.
+    #[serde(default)]
     pub packs: Option<PathBuf>,
 }
 
@@ -187,5 +191,22 @@ impl Settings {
                 .collect(),
             packs: self.policy.packs.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_alone_are_a_valid_configuration() {
+        let dir = std::env::temp_dir().join(format!("smsgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("empty.toml");
+        std::fs::write(&file, "").unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
+        assert!(s.policy.senders.is_none());
+        assert_eq!(s.pipeline.retry_backoff_ms, 500);
     }
 }

@@ -37,6 +37,9 @@ enum Command {
         /// Stop after this many seconds even if not every event is decided.
         #[arg(long, default_value_t = 60)]
         duration: u64,
+        /// Events produced per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
         /// Configuration file (log, metrics and topic settings).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -120,10 +123,12 @@ fn main() -> ExitCode {
         Command::Demo {
             events,
             duration,
+            rate,
             config,
         } => demo(smsgate::demo::DemoOptions {
             events,
             duration: std::time::Duration::from_secs(duration),
+            rate,
             config,
         }),
         Command::Check {
@@ -219,6 +224,7 @@ fn run(settings: Settings) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => fail(EXIT_CONFIG, &e.to_string()),
         Err(e) => fail(1, &e.to_string()),
     }
 }
@@ -286,6 +292,8 @@ fn demo(opts: smsgate::demo::DemoOptions) -> ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
+    // One line, whatever the error's own formatting (TOML errors span lines).
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     eprintln!("smsgate: {message}");
     ExitCode::from(code)
 }

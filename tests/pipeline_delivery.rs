@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use pipeline_support::*;
 use rdkafka::message::Message;
+use smsgate::decision::ReasonCode;
+use smsgate::demo::generator::Kind;
 
 const EVENTS: usize = 1500;
 
@@ -25,7 +27,7 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
             b"{\"message_id\":\"m-bad\",\"to\":\"+8613800000000\"}",
         ),
     ]);
-    h.produce_events(EVENTS);
+    let kinds = h.produce_events(EVENTS);
     let total = EVENTS + 3;
     let run = h.start();
     assert!(
@@ -37,11 +39,65 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "decided only {:?}",
         run.metrics.snapshot()
     );
-    assert!(run.metrics.is_ready());
+    let ends = h.end_offsets();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let c = h.committed();
+            ends.iter().all(|(p, end)| c.get(p) == Some(end))
+        })
+        .await,
+        "offsets committed to the end while running"
+    );
+    let addr = *run.addr.get().expect("metrics server bound");
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "ready once consent caught up");
+    let (status, text) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let consent = h.generator.consent_events();
+    let counted = consent.iter().filter(|c| c.counts()).count();
+    assert!(
+        text.contains(&format!("smsgate_consent_records_total {counted}")),
+        "{text}"
+    );
+    assert!(text.contains("smsgate_consent_ignored_total{reason=\"no_evidence\"} 40"));
+    assert!(text.contains(&format!(
+        "smsgate_events_consumed_total{{topic=\"sms.outbound\"}} {total}"
+    )));
+    assert!(text.contains("smsgate_end_to_end_seconds_count"));
+    assert!(
+        text.contains("smsgate_commits_total{result=\"ok\"}"),
+        "{text}"
+    );
+    assert!(text.contains("smsgate_committed_offset{partition=\"0\"}"));
     run.shutdown.trigger();
     let summary = run.task.await.unwrap().unwrap();
     assert!(summary.drained);
     assert_eq!(summary.decisions.decided(), total as u64);
+    // Consent was loaded before any decision: exactly the events made to
+    // lack consent are missing it, exactly the opted-out ones are revoked.
+    let reason = |code: ReasonCode| {
+        summary
+            .decisions
+            .reasons
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(0, |(_, n)| *n as usize)
+    };
+    let kind = |k: Kind| kinds.get(&k).copied().unwrap_or(0);
+    assert_eq!(reason(ReasonCode::ConsentMissing), kind(Kind::NoConsent));
+    assert_eq!(reason(ReasonCode::ConsentRevoked), kind(Kind::OptedOut));
+    assert_eq!(
+        reason(ReasonCode::PersonalizationRefused),
+        kind(Kind::PersonalizationRefused)
+    );
 
     let t = &h.settings.topics;
     let inputs = h.read_topic(&t.outbound, total, Duration::from_secs(20));
@@ -114,7 +170,6 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         assert!(header(d, "smsgate-release-at").is_some());
     }
 
-    let ends = h.end_offsets();
     let committed = h.committed();
     for (p, end) in ends {
         assert_eq!(

@@ -44,31 +44,29 @@ async fn finish(h: &Harness, run: Running, total: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_produce_requests_are_retried_and_nothing_is_lost() {
     let mut h = Harness::new("faults-produce");
-    // Short delivery timeout: librdkafka gives up on some records, and the
-    // gate must produce those again itself.
+    // A short delivery timeout, so records librdkafka gives up on come back
+    // to the gate, which must produce them again itself.
     h.settings
         .kafka
         .properties
         .insert("message.timeout.ms".into(), "1500".into());
     h.seed_consent();
-    h.produce_events(EVENTS);
-    let run = h.start();
-    assert!(
-        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
-            > 0)
-        .await
-    );
+    h.produce_events(2 * EVENTS);
+    // Injected after seeding, so only the gate's produce requests fail:
+    // retriable errors librdkafka retries itself, then permanent ones that
+    // fail the records back to the gate.
     let errors: Vec<RDKafkaRespErr> = (0..60)
-        .map(|i| match i % 3 {
+        .map(|i| match i % 4 {
             0 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
             1 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            2 => RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
             _ => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         })
         .collect();
     h.mock
         .cluster()
         .request_errors(RDKafkaApiKey::Produce, &errors);
-    h.produce_events(EVENTS);
+    let run = h.start();
     let metrics = run.metrics.clone();
     let duplicates = finish(&h, run, 2 * EVENTS).await;
     let failed = metrics.snapshot().produce_errors;
@@ -113,4 +111,64 @@ async fn a_broker_outage_flips_readiness_and_loses_nothing() {
     h.produce_events(EVENTS);
     let duplicates = finish(&h, run, 2 * EVENTS).await;
     println!("broker outage: duplicates: {duplicates}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_at_start_is_an_error_within_the_startup_timeout() {
+    let mut h = Harness::new("faults-unreachable");
+    h.settings.kafka.brokers = "127.0.0.1:1".into();
+    h.settings.kafka.startup_timeout_secs = 2;
+    let started = std::time::Instant::now();
+    let run = h.start();
+    let result = tokio::time::timeout(Duration::from_secs(15), run.task)
+        .await
+        .expect("no hang")
+        .unwrap();
+    let error = result.expect_err("cannot succeed without a broker");
+    assert!(
+        matches!(
+            error,
+            smsgate::pipeline::PipelineError::BrokerUnreachable { .. }
+        ),
+        "{error}"
+    );
+    assert!(!error.is_config());
+    assert!(error.to_string().contains("127.0.0.1:1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_every_broker_is_down_is_bounded() {
+    let mut h = Harness::new("faults-stop-outage");
+    h.settings.pipeline.drain_timeout_secs = 3;
+    h.seed_consent();
+    h.produce_events(200);
+    let run = h.start();
+    assert!(
+        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
+            >= 200)
+        .await
+    );
+    for b in 1..=3 {
+        h.mock.cluster().broker_down(b).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(20), || !run.metrics.is_ready()).await);
+    let started = std::time::Instant::now();
+    run.shutdown.trigger();
+    let summary = tokio::time::timeout(Duration::from_secs(30), run.task)
+        .await
+        .expect("the stop does not hang")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    println!("stop with every broker down took {took:?}");
+    assert!(
+        took < Duration::from_secs(3) + smsgate::pipeline::CLOSE_TIMEOUT + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(summary.decisions.decided(), 200);
 }

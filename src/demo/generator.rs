@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::consent::{ConsentAction, ConsentEvent, ConsentScope};
 
 /// Why a generated event was made the way it was (for the demo's legend).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Clean,
     UnknownSender,

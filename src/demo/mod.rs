@@ -33,6 +33,8 @@ pub struct DemoOptions {
     pub events: u64,
     /// Upper bound on the run.
     pub duration: Duration,
+    /// Outbound events produced per second; 0 produces as fast as possible.
+    pub rate: u64,
     /// Optional config file (log, metrics, pipeline and topic settings).
     pub config: Option<PathBuf>,
 }
@@ -121,22 +123,9 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     let shutdown = Shutdown::new();
     let task = tokio::spawn(gate.run(shutdown.clone()));
 
-    // Outbound events, produced while the gate runs.
     let total = opts.events;
-    let topic = settings.topics.outbound.clone();
-    let producing = std::thread::spawn(move || -> Result<u64, rdkafka::error::KafkaError> {
-        let mut n = 0;
-        for _ in 0..total {
-            let (bytes, key, _) = generator.next_event();
-            seeder.send(&topic, key.as_deref().map(str::as_bytes), &bytes)?;
-            n += 1;
-        }
-        seeder.flush(Duration::from_secs(30))?;
-        Ok(n)
-    });
-
-    let started = Instant::now();
-    while addr.get().is_none() && started.elapsed() < Duration::from_secs(2) {
+    let binding = Instant::now();
+    while addr.get().is_none() && binding.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     writeln!(
@@ -149,12 +138,58 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     )?;
     writeln!(
         out,
-        "seeded {} consent events ({} opt-ins without evidence, ignored); producing {} outbound events (CN +86 and US +1)\n",
+        "seeded {} consent events ({} opt-ins without evidence, ignored); producing {} outbound events (CN +86 and US +1) {}",
         consent.len(),
         without_evidence,
-        total
+        total,
+        if opts.rate > 0 {
+            format!("at {}/s", opts.rate)
+        } else {
+            "as fast as possible".into()
+        }
     )?;
 
+    write!(out, "loading consent, joining the consumer group… ")?;
+    out.flush()?;
+
+    // Outbound events, produced once the gate holds its partitions (the
+    // mock coordinator delays a first join by 3 s), so the rate shown is
+    // the gate keeping up with the feed.
+    let joining = Instant::now();
+    while !(metrics.is_ready() && metrics.has_been_assigned())
+        && joining.elapsed() < Duration::from_secs(30)
+        && !task.is_finished()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writeln!(
+        out,
+        "ready after {:.1} s\n",
+        joining.elapsed().as_secs_f64()
+    )?;
+    let topic = settings.topics.outbound.clone();
+    let rate = opts.rate;
+    let producing = std::thread::spawn(move || -> Result<u64, rdkafka::error::KafkaError> {
+        let started = Instant::now();
+        let mut n = 0;
+        while n < total {
+            if rate > 0 {
+                // Pace: never ahead of `rate` events per second.
+                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                if n >= due {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            }
+            let (bytes, key, _) = generator.next_event();
+            seeder.send(&topic, key.as_deref().map(str::as_bytes), &bytes)?;
+            n += 1;
+        }
+        seeder.flush(Duration::from_secs(30))?;
+        Ok(n)
+    });
+
+    let started = Instant::now();
     let mut produced = None;
     let mut completed = false;
     let mut last_print = Instant::now();

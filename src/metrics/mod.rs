@@ -50,6 +50,7 @@ pub struct Metrics {
     policy_info: IntGaugeVec,
     ready: IntGauge,
     broker_up: IntGauge,
+    non_recipient_keys: IntCounter,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
     broker_reachable: AtomicBool,
@@ -183,6 +184,16 @@ impl Metrics {
                 BROKER_UP,
                 "1 while the consumer has a connection to a broker",
             ),
+            non_recipient_keys: {
+                let c = IntCounter::new(
+                    NON_RECIPIENT_KEYS,
+                    "Outbound records whose key is not the recipient (`to`)",
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
             registry: r,
             consent_caught_up: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(true),
@@ -194,6 +205,18 @@ impl Metrics {
         }
         m.broker_up.set(1);
         m
+    }
+
+    /// The registry, for modules that own further collectors (state stores,
+    /// policy reloads) so they are served on the same `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A well-formed outbound record keyed by something other than its
+    /// recipient (partitioning by recipient is recommended, CONTRACT §1).
+    pub fn non_recipient_key(&self) {
+        self.non_recipient_keys.inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -276,6 +299,11 @@ impl Metrics {
 
     pub fn rebalanced(&self, kind: &'static str) {
         self.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    /// True once the group consumer has been assigned partitions at least once.
+    pub fn has_been_assigned(&self) -> bool {
+        self.rebalances.with_label_values(&["assign"]).get() > 0
     }
 
     pub fn consumer_error(&self, kind: &'static str) {

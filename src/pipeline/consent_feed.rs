@@ -33,7 +33,7 @@ impl ClientContext for FeedContext {
         super::kafka::log(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(error = %error, reason, "consent reader error");
+        super::kafka::log_error("consent reader", &error, reason);
     }
 }
 impl ConsumerContext for FeedContext {}
@@ -193,9 +193,10 @@ impl ConsentFeed {
         }
     }
 
-    /// Runs until `shutdown`.
-    pub fn run(mut self, shutdown: Shutdown) {
-        while !shutdown.is_triggered() {
+    /// Runs until `shutdown` or `done` (the gate's own end, which may come
+    /// without a shutdown when it fails).
+    pub fn run(mut self, shutdown: Shutdown, done: Shutdown) {
+        while !shutdown.is_triggered() && !done.is_triggered() {
             self.poll(Duration::from_millis(200));
         }
     }

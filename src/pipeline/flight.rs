@@ -109,8 +109,11 @@ impl Flight {
     }
 
     pub fn committed(&self, partition: i32, offset: i64) {
-        self.lock().tracker.committed(&partition, offset);
-        self.metrics.committed(partition, offset);
+        let mut inner = self.lock();
+        if inner.tracker.is_assigned(&partition) {
+            inner.tracker.committed(&partition, offset);
+            self.metrics.committed(partition, offset);
+        }
     }
 
     pub fn fatal(&self) -> Option<String> {
@@ -211,7 +214,7 @@ impl ClientContext for DeliveryContext {
             self.flight
                 .set_fatal(format!("producer: {error}: {reason}"));
         } else {
-            tracing::debug!(error = %error, reason, "producer error");
+            super::kafka::log_error("producer", &error, reason);
         }
     }
 }
@@ -358,5 +361,67 @@ impl Dispatcher {
             tick();
             self.flight.wait_change(Duration::from_millis(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::OwnedMessage;
+
+    fn failed_output(partition: i32) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(b"value".to_vec()),
+            Some(b"+8613800000000".to_vec()),
+            "sms.approved".into(),
+            rdkafka::Timestamp::NotAvailable,
+            partition,
+            -1,
+            None,
+        )
+    }
+
+    fn pending(partition: i32, epoch: Epoch, offset: i64) -> Box<Pending> {
+        Box::new(Pending {
+            partition,
+            epoch,
+            offset,
+            polled_at: Instant::now(),
+        })
+    }
+
+    fn timeout() -> KafkaError {
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+    }
+
+    #[test]
+    fn a_failed_delivery_is_queued_again_after_the_backoff_and_holds_the_commit() {
+        let f = Flight::new(Arc::new(Metrics::new()), Duration::from_millis(30));
+        let e = f.assign(0);
+        f.take(0, 7);
+        f.take(0, 8);
+        f.on_delivered(&pending(0, e, 8), "sms.approved");
+        f.on_failed(pending(0, e, 7), &timeout(), failed_output(0));
+        assert_eq!(f.to_commit(), vec![(0, 7)], "7 is not acknowledged yet");
+        assert!(f.take_due_retries().is_empty(), "not before the backoff");
+        std::thread::sleep(Duration::from_millis(40));
+        let due = f.take_due_retries();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].payload, b"value");
+        assert_eq!(due[0].key.as_deref(), Some(&b"+8613800000000"[..]));
+        assert_eq!(due[0].pending.offset, 7);
+        f.on_delivered(&due[0].pending, "sms.approved");
+        assert_eq!(f.to_commit(), vec![(0, 9)]);
+    }
+
+    #[test]
+    fn a_failure_for_a_revoked_partition_is_left_to_the_next_owner() {
+        let f = Flight::new(Arc::new(Metrics::new()), Duration::ZERO);
+        let e = f.assign(3);
+        f.take(3, 1);
+        f.revoke(3);
+        f.on_failed(pending(3, e, 1), &timeout(), failed_output(3));
+        assert!(f.take_due_retries().is_empty());
+        assert_eq!(f.pending_total(), 0);
     }
 }

@@ -19,10 +19,23 @@ fn base(settings: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.kafka.brokers);
     for (k, v) in &settings.kafka.properties {
-        c.set(k, v);
+        c.set(property_name(k), v);
     }
-    c.set_log_level(RDKafkaLogLevel::Info);
+    // librdkafka drops lines above this level before they reach us; the
+    // `debug` property (e.g. "cgrp,fetch") asks for its debug lines.
+    if settings.kafka.properties.keys().any(|k| k == "debug") {
+        c.set_log_level(RDKafkaLogLevel::Debug);
+    } else {
+        c.set_log_level(RDKafkaLogLevel::Info);
+    }
     c
+}
+
+/// librdkafka property names use dots; environment variables cannot, so
+/// `SMSGATE__KAFKA__PROPERTIES__SASL_PASSWORD` (key `sasl_password`) means
+/// `sasl.password`.
+pub fn property_name(key: &str) -> String {
+    key.replace('_', ".")
 }
 
 /// The producer of every output record.
@@ -45,6 +58,20 @@ pub fn group_consumer(settings: &Settings) -> ClientConfig {
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", id);
     }
+    // A dead instance's partitions move after the session timeout (librdkafka's
+    // 45 s default is long for a gate; some brokers also hold a first join
+    // for about half of it). The poll interval bounds a rebalance: it must
+    // cover a revoke's drain.
+    c.set_if_absent("session.timeout.ms", "10000");
+    c.set_if_absent("heartbeat.interval.ms", "2000");
+    let session: u64 = c
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let poll = (settings.pipeline.drain_timeout_secs * 3000)
+        .max(60_000)
+        .max(session);
+    c.set_if_absent("max.poll.interval.ms", &poll.to_string());
     c.set_if_absent("auto.offset.reset", "earliest");
     c.set_if_absent("isolation.level", "read_committed");
     c.set("enable.auto.commit", "false");
@@ -96,6 +123,20 @@ pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
+/// Logs a client-level error. Connection churn is `debug` (broker loss is
+/// reported once, as a state change, and start-up failure as the exit
+/// message); anything else — authentication, authorization, a bad topic —
+/// is a `warn` an operator must see.
+pub fn log_error(client: &'static str, error: &KafkaError, reason: &str) {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(BrokerTransportFailure | AllBrokersDown | PartitionEOF | Resolve) | None => {
+            tracing::debug!(client, error = %error, reason, "Kafka client error")
+        }
+        Some(_) => tracing::warn!(client, error = %error, reason, "Kafka client error"),
+    }
+}
+
 /// True for the error librdkafka raises when it cannot reach any broker.
 pub fn is_all_brokers_down(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
@@ -105,4 +146,33 @@ pub fn is_all_brokers_down(error: &KafkaError) -> bool {
 pub fn is_fatal(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
         || matches!(error, KafkaError::MessageConsumptionFatal(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_style_property_names_become_librdkafka_names() {
+        assert_eq!(property_name("sasl_password"), "sasl.password");
+        assert_eq!(property_name("security.protocol"), "security.protocol");
+    }
+
+    #[test]
+    fn delivery_settings_cannot_be_overridden() {
+        let mut s = crate::config::Settings::load(None).unwrap();
+        s.kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        s.kafka.properties.insert("acks".into(), "1".into());
+        assert_eq!(group_consumer(&s).get("enable.auto.commit"), Some("false"));
+        assert_eq!(producer(&s).get("acks"), Some("all"));
+        assert_eq!(producer(&s).get("enable.idempotence"), Some("true"));
+        let poll: u64 = group_consumer(&s)
+            .get("max.poll.interval.ms")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(poll >= s.pipeline.drain_timeout_secs * 1000);
+    }
 }

@@ -37,6 +37,10 @@ pub use gate_state::GateState;
 use rebalance::{GateConsumer, GateContext};
 pub use shutdown::Shutdown;
 
+/// How long closing the consumer (leaving the group) may take after the
+/// drain; a stop takes at most `pipeline.drain_timeout_secs` plus this.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the gate stopped with an error (exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -48,7 +52,8 @@ pub enum PipelineError {
         secs: u64,
         error: String,
     },
-    #[error("cannot create Kafka client: {0}")]
+    /// A client configuration librdkafka refuses (a bad `kafka.properties`).
+    #[error("invalid configuration: Kafka client: {0}")]
     Client(String),
     #[error("cannot subscribe to {topic}: {error}")]
     Subscribe { topic: String, error: String },
@@ -56,6 +61,23 @@ pub enum PipelineError {
     Fatal(String),
     #[error("pipeline thread failed: {0}")]
     Thread(String),
+}
+
+impl PipelineError {
+    /// True for errors the operator fixes in the configuration (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, PipelineError::Client(_))
+    }
+}
+
+fn client_error(e: &rdkafka::error::KafkaError) -> Option<PipelineError> {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(..)
+        | rdkafka::error::KafkaError::ClientCreation(_) => {
+            Some(PipelineError::Client(e.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// What a run did, for the caller's summary.
@@ -127,6 +149,7 @@ impl Gate {
         }));
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.clone();
         let gate = self;
         let thread_shutdown = shutdown.clone();
         let spawned = std::thread::Builder::new()
@@ -143,7 +166,12 @@ impl Gate {
         });
         // Closing the consumer (leaving the group) is bounded: a lost broker
         // must not turn a stop into a hang.
-        let _ = tokio::time::timeout(Duration::from_secs(10), closed_rx).await;
+        let close_wait = if metrics.is_broker_up() {
+            CLOSE_TIMEOUT
+        } else {
+            Duration::from_secs(1)
+        };
+        let _ = tokio::time::timeout(close_wait, closed_rx).await;
         server_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
         result
@@ -156,7 +184,9 @@ impl Gate {
         closed_tx: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut clients = None;
-        let result = self.start_and_consume(&shutdown, &mut clients);
+        let done = Shutdown::new();
+        let result = self.start_and_consume(&shutdown, &done, &mut clients);
+        done.trigger();
         let _ = result_tx.send(result);
         // Dropping the consumer closes it (leaves the group unless static).
         drop(clients);
@@ -166,6 +196,7 @@ impl Gate {
     fn start_and_consume(
         &self,
         shutdown: &Shutdown,
+        done: &Shutdown,
         clients: &mut Option<(GateConsumer, Arc<Dispatcher>)>,
     ) -> Result<RunSummary, PipelineError> {
         let s = &self.settings;
@@ -186,14 +217,14 @@ impl Gate {
                 left,
             )
         })
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| client_error(&e).unwrap_or_else(|| unreachable(e.to_string())))?;
         let Some(feed) = feed else {
             return Ok(self.summary(true));
         };
-        let feed_shutdown = shutdown.clone();
+        let (feed_shutdown, feed_done) = (shutdown.clone(), done.clone());
         std::thread::Builder::new()
             .name("smsgate-consent".into())
-            .spawn(move || feed.run(feed_shutdown))
+            .spawn(move || feed.run(feed_shutdown, feed_done))
             .map_err(|e| PipelineError::Thread(e.to_string()))?;
 
         // 2. Producer and group consumer.
@@ -254,11 +285,18 @@ impl Gate {
         self.metrics.stopping();
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
-        consumer.context().commit_now(consumer, None);
+        consumer.context().commit_now(consumer, None, false);
         let _ = dispatcher
             .producer()
             .flush(deadline.saturating_duration_since(Instant::now()));
-        tracing::info!(drained, "stopped");
+        let totals = self.metrics.snapshot();
+        tracing::info!(
+            drained,
+            approved = totals.approved,
+            quarantined = totals.rejected,
+            deferred = totals.deferred,
+            "stopped"
+        );
         match ended {
             source::Ended::Stopped => Ok(self.summary(drained)),
             source::Ended::Fatal(why) => Err(PipelineError::Fatal(why)),
@@ -275,17 +313,17 @@ impl Gate {
 
 /// Calls `connect` until it succeeds or `timeout` has passed; `None` when
 /// stopped meanwhile.
-fn connect_with_retry<T, E: std::fmt::Display>(
+fn connect_with_retry<T>(
     timeout: Duration,
     shutdown: &Shutdown,
-    mut connect: impl FnMut(Duration) -> Result<T, E>,
-) -> Result<Option<T>, E> {
+    mut connect: impl FnMut(Duration) -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<Option<T>, rdkafka::error::KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match connect(left.max(Duration::from_millis(100))) {
             Ok(t) => return Ok(Some(t)),
-            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) if Instant::now() >= deadline || client_error(&e).is_some() => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "broker not reachable yet");
                 if shutdown.is_triggered() {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
@@ -45,8 +45,18 @@ impl GateContext {
     }
 
     /// Commits the acknowledged prefix of `partitions` (all when `None`)
-    /// synchronously. Used on revoke and at shutdown.
-    pub(crate) fn commit_now(&self, consumer: &GateConsumer, partitions: Option<&[i32]>) {
+    /// synchronously: every commit interval, on revoke and at shutdown.
+    /// (librdkafka reports manual asynchronous commits to no one, so the
+    /// result would be unknown; a synchronous commit is one round trip.)
+    /// `periodic` commits are retried at the next interval, so their
+    /// failures are logged at `debug`; the last commit before a revoke or a
+    /// stop warns.
+    pub(crate) fn commit_now(
+        &self,
+        consumer: &GateConsumer,
+        partitions: Option<&[i32]>,
+        periodic: bool,
+    ) {
         let mut tpl = TopicPartitionList::new();
         let positions: Vec<(i32, i64)> = self
             .flight
@@ -55,6 +65,18 @@ impl GateContext {
             .filter(|(p, _)| partitions.is_none_or(|ps| ps.contains(p)))
             .collect();
         if positions.is_empty() {
+            return;
+        }
+        if !self.metrics.is_broker_up() {
+            // A synchronous commit would block until the coordinator is back.
+            self.metrics.commit_failed();
+            if periodic {
+                tracing::debug!("broker unreachable: commit postponed");
+            } else {
+                tracing::warn!(
+                    "broker unreachable: offsets not committed; the records will be read again"
+                );
+            }
             return;
         }
         for (p, o) in &positions {
@@ -66,26 +88,14 @@ impl GateContext {
                     self.flight.committed(p, o);
                 }
             }
+            Err(e) if periodic => {
+                self.metrics.commit_failed();
+                tracing::debug!(error = %e, "offset commit failed; retried at the next interval");
+            }
             Err(e) => {
                 self.metrics.commit_failed();
                 tracing::warn!(error = %e, "offset commit failed; the records will be read again");
             }
-        }
-    }
-
-    /// Sends an asynchronous commit of every position that moved.
-    pub(crate) fn commit_async(&self, consumer: &GateConsumer) {
-        let positions = self.flight.to_commit();
-        if positions.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in &positions {
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            self.metrics.commit_failed();
-            tracing::debug!(error = %e, "offset commit not sent");
         }
     }
 
@@ -100,7 +110,7 @@ impl GateContext {
         } else {
             let deadline = Instant::now() + self.drain_timeout;
             let drained = self.dispatcher.drain(Some(&partitions), deadline, || {});
-            self.commit_now(consumer, Some(&partitions));
+            self.commit_now(consumer, Some(&partitions), false);
             tracing::info!(?partitions, drained, "partitions revoked");
         }
         for p in partitions {
@@ -131,7 +141,7 @@ impl ClientContext for GateContext {
             }
             self.metrics.broker_reachable(false);
         } else {
-            tracing::debug!(error = %error, reason, "consumer error");
+            super::kafka::log_error("consumer", &error, reason);
         }
     }
 
@@ -184,25 +194,6 @@ impl ConsumerContext for GateContext {
     fn post_rebalance(&self, _consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             self.on_assign(tpl);
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                for e in offsets.elements() {
-                    if e.topic() == self.topic
-                        && e.error().is_ok()
-                        && let Offset::Offset(o) = e.offset()
-                    {
-                        self.flight.committed(e.partition(), o);
-                    }
-                }
-            }
-            Err(e) => {
-                self.metrics.commit_failed();
-                tracing::debug!(error = %e, "asynchronous offset commit failed; retried at the next interval");
-            }
         }
     }
 }

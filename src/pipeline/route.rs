@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use crate::config::Topics;
 use crate::decision::{Decision, EventBody, Outcome, QuarantineRecord, Source, format_time};
+use crate::event::MAX_EVENT_BYTES;
 
 pub const HEADER_OUTCOME: &str = "smsgate-outcome";
 pub const HEADER_POLICY: &str = "smsgate-policy";
@@ -60,7 +61,7 @@ pub fn route<'a>(
         Outcome::Reject => {
             let record = QuarantineRecord {
                 decision,
-                event: EventBody::from_bytes(value),
+                event: embedded(value),
                 source,
             };
             Output {
@@ -70,6 +71,17 @@ pub fn route<'a>(
             }
         }
     }
+}
+
+/// The input as embedded in a quarantine record. Values over the event size
+/// limit (already `malformed`) are cut, so a huge poison record cannot make
+/// an unproducible quarantine record and stall its partition.
+fn embedded(value: &[u8]) -> EventBody<'_> {
+    if value.len() <= MAX_EVENT_BYTES {
+        return EventBody::from_bytes(value);
+    }
+    let head = String::from_utf8_lossy(&value[..MAX_EVENT_BYTES]);
+    EventBody::Text(format!("{head}… [cut: {} bytes in total]", value.len()))
 }
 
 #[cfg(test)]
@@ -182,5 +194,25 @@ mod tests {
         assert_eq!(&*o.payload, b"{}");
         assert_eq!(header(&o, HEADER_RELEASE_AT), Some("2026-11-29T00:00:00Z"));
         assert_eq!(header(&o, HEADER_OUTCOME), Some("defer"));
+    }
+
+    #[test]
+    fn an_oversized_value_is_cut_in_quarantine_so_it_stays_producible() {
+        let t = topics();
+        let value = vec![b'x'; 5 * 1024 * 1024];
+        let o = route(
+            &t,
+            &decision(&[ReasonCode::Malformed], None),
+            &value,
+            &source(),
+        );
+        assert!(o.payload.len() < 2 * MAX_EVENT_BYTES);
+        let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+        assert!(
+            v["event"]
+                .as_str()
+                .unwrap()
+                .ends_with("[cut: 5242880 bytes in total]")
+        );
     }
 }

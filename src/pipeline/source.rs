@@ -5,8 +5,10 @@
 //! the loop stops taking records and waits for acknowledgements, polling
 //! only once a second so group membership and rebalances are still served.
 //! (Pausing partitions was tried first; rapid pause/resume cycles left a
-//! partition stalled in librdkafka 2.12.) A record is never skipped: a failed delivery is produced
-//! again; a record that cannot be parsed is quarantined as `malformed`.
+//! partition stalled in librdkafka 2.12.)
+//!
+//! A record is never skipped: a failed delivery is produced again; a record
+//! that cannot be parsed is quarantined as `malformed`.
 
 use std::time::{Duration, Instant};
 
@@ -61,7 +63,7 @@ impl Intake<'_> {
             ctx.dispatcher.resend_due();
             if last_commit.elapsed() >= commit_every {
                 last_commit = Instant::now();
-                ctx.commit_async(self.consumer);
+                ctx.commit_now(self.consumer, None, true);
             }
             if last_prune.elapsed() >= PRUNE_INTERVAL {
                 last_prune = Instant::now();
@@ -106,6 +108,11 @@ impl Intake<'_> {
         let value = m.payload().unwrap_or_default();
         let (event, decision) = self.state.decide(self.policy, value, Utc::now());
         ctx.metrics.decided(&decision, polled_at.elapsed());
+        if let Some(e) = &event
+            && m.key() != Some(e.to.as_bytes())
+        {
+            ctx.metrics.non_recipient_key();
+        }
         let source = Source {
             topic: m.topic().to_string(),
             partition,

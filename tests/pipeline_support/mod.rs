@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use smsgate::config::Settings;
 use smsgate::demo::cluster::MockKafka;
-use smsgate::demo::generator::Generator;
+use smsgate::demo::generator::{Generator, Kind};
 use smsgate::metrics::Metrics;
 use smsgate::pipeline::{Gate, PipelineError, RunSummary, Shutdown};
 use smsgate::policy::{Policy, PolicySource};
@@ -29,6 +29,8 @@ pub struct Harness {
 
 pub struct Running {
     pub metrics: Arc<Metrics>,
+    /// The metrics server's address, once bound.
+    pub addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
     pub shutdown: Shutdown,
     pub task: tokio::task::JoinHandle<Result<RunSummary, PipelineError>>,
 }
@@ -91,11 +93,14 @@ impl Harness {
         seeder.flush(Duration::from_secs(10)).unwrap();
     }
 
-    /// Produces `n` generated events (plus any `extra` values) to the outbound topic.
-    pub fn produce_events(&mut self, n: usize) {
+    /// Produces `n` generated events to the outbound topic; returns how many
+    /// of each kind were made.
+    pub fn produce_events(&mut self, n: usize) -> HashMap<Kind, usize> {
         let seeder = self.mock.producer().unwrap();
+        let mut kinds = HashMap::new();
         for _ in 0..n {
-            let (bytes, key, _) = self.generator.next_event();
+            let (bytes, key, kind) = self.generator.next_event();
+            *kinds.entry(kind).or_default() += 1;
             seeder
                 .send(
                     &self.settings.topics.outbound,
@@ -105,6 +110,7 @@ impl Harness {
                 .unwrap();
         }
         seeder.flush(Duration::from_secs(30)).unwrap();
+        kinds
     }
 
     pub fn produce_raw(&self, records: &[(&[u8], &[u8])]) {
@@ -120,10 +126,12 @@ impl Harness {
     pub fn start(&self) -> Running {
         let gate = Gate::new(self.settings.clone(), self.policy.clone());
         let metrics = gate.metrics();
+        let addr = gate.metrics_addr();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(gate.run(shutdown.clone()));
         Running {
             metrics,
+            addr,
             shutdown,
             task,
         }
@@ -261,4 +269,23 @@ pub fn assert_every_input_has_an_output(
         }
     }
     duplicates
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
