@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
-use smsgate::policy::content::normalize::normalize;
+use smsgate::policy::content::normalize::{normalize, normalize_general};
 use smsgate::policy::{Origin, Policy, Registry};
 use smsgate::state::MemoryState;
 
@@ -72,6 +72,11 @@ proptest! {
     fn normalization_is_idempotent(s in tricky_text()) {
         let once = normalize(&s);
         prop_assert_eq!(normalize(&once), once.clone());
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_normalization(s in tricky_text()) {
+        prop_assert_eq!(normalize(&s), normalize_general(&s));
     }
 
     #[test]

@@ -598,3 +598,40 @@ fn too_long_over_six_segments() {
     assert_eq!(us(&us_note(918)).outcome, Outcome::Approve);
     assert_eq!(codes(&us(&us_note(919))), ["content.too_long"]);
 }
+
+#[test]
+fn only_opt_ins_newer_than_the_latest_opt_out_count() {
+    let mut s = MemoryState::new();
+    opt_in(&mut s, "+8613812345678", "huinong-credit"); // 2026-10-01
+    consent(
+        &mut s,
+        json!({"to":"+8613812345678","action":"opt_out","scope":"all","sender":"*",
+               "at":"2026-10-15T00:00:00Z","source":"reply:TD"}),
+    );
+    let newer = |exp: &str| {
+        json!({"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"huinong-credit",
+               "at":"2026-11-01T00:00:00Z","source":"web","evidence_id":"e2","expires_at":exp})
+    };
+    consent(&mut s, newer("2026-11-20T00:00:00Z"));
+    assert_eq!(
+        codes(&decide_at(&cn_event(), &s, cn_now())),
+        ["consent.expired"]
+    );
+    consent(&mut s, newer("2027-01-01T00:00:00Z"));
+    assert_eq!(
+        decide_at(&cn_event(), &s, cn_now()).outcome,
+        Outcome::Approve
+    );
+    // An opt-out at the same instant as an opt-in wins the tie.
+    let mut s = MemoryState::new();
+    opt_in(&mut s, "+8613812345678", "huinong-credit");
+    consent(
+        &mut s,
+        json!({"to":"+8613812345678","action":"opt_out","scope":"marketing","sender":"huinong-credit",
+               "at":"2026-10-01T00:00:00Z","source":"reply:TD"}),
+    );
+    assert_eq!(
+        codes(&decide_at(&cn_event(), &s, cn_now())),
+        ["consent.revoked"]
+    );
+}

@@ -34,7 +34,6 @@ pub fn evaluate(
     let mut last_all: Option<(DateTime<Utc>, ConsentAction)> = None;
     // Latest personalization event.
     let mut last_pers: Option<(DateTime<Utc>, ConsentAction)> = None;
-    let mut ins: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
 
     state.for_each_consent(&event.to, &mut |f| {
         if !f.sender.covers(sender) {
@@ -59,10 +58,7 @@ pub fn evaluate(
                             last_out = Some(f.at);
                         }
                     }
-                    ConsentAction::OptIn => {
-                        any_in = true;
-                        ins.push((f.at, f.expires_at));
-                    }
+                    ConsentAction::OptIn => any_in = true,
                 }
             }
         }
@@ -78,12 +74,25 @@ pub fn evaluate(
             _ => None,
         },
         Category::Marketing => {
-            // On a tie the opt-out wins, so only strictly later opt-ins count.
-            let live: Vec<_> = ins
-                .iter()
-                .filter(|(at, _)| last_out.is_none_or(|out| *at > out))
-                .collect();
-            if live.is_empty() {
+            // Opt-ins strictly later than the latest opt-out count (on a tie
+            // the opt-out wins); a second pass over the history avoids
+            // collecting them.
+            let (mut live, mut unexpired) = (0usize, 0usize);
+            if any_in {
+                state.for_each_consent(&event.to, &mut |f| {
+                    if f.sender.covers(sender)
+                        && matches!(f.scope, ConsentScope::Marketing | ConsentScope::All)
+                        && f.action == ConsentAction::OptIn
+                        && last_out.is_none_or(|out| f.at > out)
+                    {
+                        live += 1;
+                        if f.expires_at.is_none_or(|e| now < e) {
+                            unexpired += 1;
+                        }
+                    }
+                });
+            }
+            if live == 0 {
                 if any_in || last_out.is_some() {
                     Some((
                         ReasonCode::ConsentRevoked,
@@ -95,7 +104,7 @@ pub fn evaluate(
                         format!("no marketing opt-in for {sender}"),
                     ))
                 }
-            } else if live.iter().all(|(_, exp)| exp.is_some_and(|e| now >= e)) {
+            } else if unexpired == 0 {
                 Some((
                     ReasonCode::ConsentExpired,
                     format!("every marketing opt-in for {sender} has expired"),

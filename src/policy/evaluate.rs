@@ -150,7 +150,9 @@ fn run_with(
             None => links::find(text, FALLBACK_TLDS, &mut s.links),
         }
     }
-    if wants(|k| matches!(k, Kind::Pii { .. } | Kind::Phones { .. })) {
+    // Digits in the body: too few and no number or PII can be there.
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if digits >= 13 && wants(|k| matches!(k, Kind::Pii { .. } | Kind::Phones { .. })) {
         let (prc, cards) = active()
             .find_map(|r| match r.kind {
                 Kind::Pii { prc_id, cards } => Some((prc_id, cards)),
@@ -207,7 +209,7 @@ fn run_with(
                         rule,
                         ReasonCode::FrequencyCap,
                         format!(
-                            "{count} approved marketing messages on subject {:?} in the last {} h (cap {max})",
+                            "{count} approved marketing messages on subject \"{}\" in the last {} h (cap {max})",
                             event.subject_key(),
                             window.num_hours()
                         ),
@@ -245,6 +247,9 @@ fn run_with(
                 link_reasons(rule, &facts, sender, shorteners, reasons)
             }
             Kind::Phones { min, max, money } => {
+                if digits < *min {
+                    continue;
+                }
                 s.skip.clear();
                 s.skip.extend(facts.links.iter().map(|l| l.span));
                 s.skip.extend(facts.pii.iter().map(|p| p.span));
@@ -288,7 +293,7 @@ fn run_with(
                         rule,
                         ReasonCode::LoanUnlicensed,
                         format!(
-                            "lending content {:?} from a sender with lender = false",
+                            "lending content \"{}\" from a sender with lender = false",
                             facts.at(l)
                         ),
                     ));
@@ -302,7 +307,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::AprMissing,
-                        format!("states {:?} without an annualized rate", facts.at(r)),
+                        format!("states \"{}\" without an annualized rate", facts.at(r)),
                     ));
                 }
             }
@@ -313,7 +318,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::ProhibitedClaim,
-                        format!("lending inducement {:?}", facts.at(c)),
+                        format!("lending inducement \"{}\"", facts.at(c)),
                     ));
                 }
             }
@@ -325,7 +330,7 @@ fn run_with(
                         rule,
                         ReasonCode::AudienceMinor,
                         format!(
-                            "lending content {:?} to a recipient aged {age} (< {min_age})",
+                            "lending content \"{}\" to a recipient aged {age} (< {min_age})",
                             facts.at(l)
                         ),
                     ));
@@ -338,7 +343,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::AudienceStudent,
-                        format!("lending content {:?} to a student", facts.at(l)),
+                        format!("lending content \"{}\" to a student", facts.at(l)),
                     ));
                 }
             }
@@ -348,7 +353,7 @@ fn run_with(
                         rule,
                         ReasonCode::Impersonation,
                         format!(
-                            "names {:?}, which is not the sender's brand or alias",
+                            "names \"{}\", which is not the sender's brand or alias",
                             facts.at(n)
                         ),
                     ));
@@ -360,7 +365,7 @@ fn run_with(
                         rule,
                         ReasonCode::CategoryMismatch,
                         format!(
-                            "{} body is promotional: {:?}",
+                            "{} body is promotional: \"{}\"",
                             event.category.as_str(),
                             facts.at(t)
                         ),
@@ -372,7 +377,7 @@ fn run_with(
                     reasons.push(reason(
                         rule,
                         ReasonCode::Shaft,
-                        format!("SHAFT content {:?}", facts.at(t)),
+                        format!("SHAFT content \"{}\"", facts.at(t)),
                     ));
                 }
             }
@@ -430,14 +435,14 @@ fn link_reasons(
         reasons.push(reason(
             rule,
             ReasonCode::UrlNotAllowed,
-            format!("link host {host:?} is not one of the sender's domains"),
+            format!("link host \"{host}\" is not one of the sender's domains"),
         ));
     }
     if let Some(host) = shortener {
         reasons.push(reason(
             rule,
             ReasonCode::UrlShortener,
-            format!("link host {host:?} is a shortener, IP literal or punycode host"),
+            format!("link host \"{host}\" is a shortener, IP literal or punycode host"),
         ));
     }
 }

@@ -81,10 +81,7 @@ impl NanpTable {
 
 /// The region of a recipient: `recipient.region` when given, else what a
 /// `+1` number's area code implies.
-pub fn region<'a>(explicit: Option<&'a str>, to: &str) -> Option<&'a str>
-where
-    'static: 'a,
-{
+pub fn region<'a>(explicit: Option<&'a str>, to: &str) -> Option<&'a str> {
     explicit.or_else(|| NanpTable::shipped().lookup(to).map(|a| a.region.as_str()))
 }
 

@@ -10,12 +10,12 @@
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::content::normalize::normalize;
 
 /// At most this many keyword lists per pack (one bit each).
-pub const MAX_LISTS: usize = 64;
+pub const MAX_LISTS: usize = 32;
 
 /// A byte range in the normalized text.
 pub type Span = (usize, usize);
@@ -29,7 +29,7 @@ pub struct ListId(u8);
 pub struct LexiconBuilder {
     patterns: Vec<String>,
     index: HashMap<String, usize>,
-    masks: Vec<u64>,
+    masks: Vec<u32>,
     lists: usize,
 }
 
@@ -74,6 +74,7 @@ impl LexiconBuilder {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&self.patterns)
                     .map_err(|e| format!("keyword automaton: {e}"))?,
             )
@@ -91,7 +92,7 @@ impl LexiconBuilder {
 pub struct Lexicon {
     automaton: Option<AhoCorasick>,
     /// Per pattern: which lists it belongs to.
-    masks: Vec<u64>,
+    masks: Vec<u32>,
     /// Per pattern: whether its first / last character needs a word boundary.
     edges: Vec<(bool, bool)>,
 }
@@ -99,8 +100,9 @@ pub struct Lexicon {
 /// The first match of every list in one body.
 #[derive(Debug, Clone)]
 pub struct Hits {
-    any: u64,
-    first: [Span; MAX_LISTS],
+    any: u32,
+    /// First match per list, as byte offsets (bodies are far below 4 GiB).
+    first: [(u32, u32); MAX_LISTS],
 }
 
 impl Hits {
@@ -113,7 +115,10 @@ impl Hits {
 
     /// The first match of `list`, as a span of the scanned text.
     pub fn get(&self, list: ListId) -> Option<Span> {
-        (self.any & (1 << list.0) != 0).then(|| self.first[list.0 as usize])
+        (self.any & (1 << list.0) != 0).then(|| {
+            let (s, e) = self.first[list.0 as usize];
+            (s as usize, e as usize)
+        })
     }
 
     pub fn has(&self, list: ListId) -> bool {
@@ -152,7 +157,7 @@ impl Lexicon {
             let mut rest = mask;
             while rest != 0 {
                 let list = rest.trailing_zeros() as usize;
-                hits.first[list] = (start, end);
+                hits.first[list] = (start as u32, end as u32);
                 rest &= rest - 1;
             }
             hits.any |= mask;

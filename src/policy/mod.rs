@@ -357,7 +357,7 @@ impl Policy {
                 )
                 .reason(
                     ReasonCode::SenderUnknown,
-                    format!("sender {:?} is not in the registry", event.sender),
+                    format!("sender \"{}\" is not in the registry", event.sender),
                 ),
             );
             return self.finish(event, reasons, None, now);

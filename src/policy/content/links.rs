@@ -94,54 +94,101 @@ fn trim_trailing(b: &[u8], start: usize, mut end: usize) -> usize {
     end
 }
 
+/// Can a link start at `i`: an ASCII letter or digit not glued to a
+/// preceding word, host, e-mail address or path?
+fn token_start(b: &[u8], i: usize) -> bool {
+    b[i].is_ascii_alphanumeric()
+        && (i == 0
+            || !(b[i - 1].is_ascii_alphanumeric()
+                || matches!(b[i - 1], b'.' | b'-' | b'@' | b'_' | b'/')))
+}
+
+/// The link starting at token start `i`, if any, and where to go on.
+fn link_at<T: AsRef<str>>(text: &str, i: usize, tlds: &[T]) -> (Option<Link>, usize) {
+    let b = text.as_bytes();
+    let scheme = ["https://", "http://"]
+        .into_iter()
+        .find(|s| starts_with_ci(&b[i..], s));
+    let mut host_start = i + scheme.map_or(0, str::len);
+    if scheme.is_some() {
+        // Skip user info: in `http://huinong.cn@evil.com/` the host is evil.com.
+        let mut end = host_start;
+        while end < b.len() && url_byte(b[end]) && !matches!(b[end], b'/' | b'?' | b'#') {
+            end += 1;
+        }
+        if let Some(at) = b[host_start..end].iter().rposition(|c| *c == b'@') {
+            host_start += at + 1;
+        }
+    }
+    let mut host_end = host_start;
+    if scheme.is_some() && b.get(host_start) == Some(&b'[') {
+        while host_end < b.len() && b[host_end] != b']' && url_byte(b[host_end]) {
+            host_end += 1;
+        }
+        host_end = (host_end + 1).min(b.len());
+    } else {
+        while host_end < b.len() && host_byte(b[host_end]) {
+            host_end += 1;
+        }
+        host_end = trim_trailing(b, host_start, host_end);
+    }
+    let host = &text[host_start..host_end];
+    let is_link = if scheme.is_some() {
+        !host.is_empty()
+    } else {
+        match host.rfind('.') {
+            None => false,
+            Some(dot) => {
+                let tld = &host[dot + 1..];
+                starts_with_ci(host.as_bytes(), "www.")
+                    || tlds.iter().any(|t| t.as_ref().eq_ignore_ascii_case(tld))
+            }
+        }
+    };
+    if !is_link {
+        return (None, host_end.max(i + 1));
+    }
+    let end = trim_trailing(b, host_end, path_end(b, host_end));
+    let link = Link {
+        span: (i, end),
+        host: (host_start, host_end),
+    };
+    (Some(link), end.max(i + 1))
+}
+
 /// Finds every link in `text`; `tlds` are lowercase top-level domains that
 /// make a scheme-less `name.tld` a link.
 pub fn find<T: AsRef<str>>(text: &str, tlds: &[T], out: &mut Vec<Link>) {
     let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let boundary = i == 0
-            || !(b[i - 1].is_ascii_alphanumeric()
-                || matches!(b[i - 1], b'.' | b'-' | b'@' | b'_' | b'/'));
-        if !boundary || !b[i].is_ascii_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let scheme = ["https://", "http://"]
-            .into_iter()
-            .find(|s| starts_with_ci(&b[i..], s));
-        let host_start = i + scheme.map_or(0, str::len);
-        let mut host_end = host_start;
-        if scheme.is_some() && b.get(host_start) == Some(&b'[') {
-            while host_end < b.len() && b[host_end] != b']' && url_byte(b[host_end]) {
-                host_end += 1;
+    if text.contains("://") {
+        // Scheme links may have hosts without a dot: look at every token.
+        let mut i = 0;
+        while i < b.len() {
+            if !token_start(b, i) {
+                i += 1;
+                continue;
             }
-            host_end = (host_end + 1).min(b.len());
-        } else {
-            while host_end < b.len() && host_byte(b[host_end]) {
-                host_end += 1;
-            }
-            host_end = trim_trailing(b, host_start, host_end);
+            let (link, next) = link_at(text, i, tlds);
+            out.extend(link);
+            i = next;
         }
-        let host = &text[host_start..host_end];
-        let is_link = if scheme.is_some() {
-            !host.is_empty()
-        } else {
-            let tld = host.rsplit('.').next().unwrap_or_default();
-            host.contains('.')
-                && (starts_with_ci(host.as_bytes(), "www.")
-                    || tlds.iter().any(|t| t.as_ref().eq_ignore_ascii_case(tld)))
-        };
-        if !is_link {
-            i = host_end.max(i + 1);
-            continue;
+        return;
+    }
+    // Otherwise every link has a dot in its host: jump from dot to dot.
+    let mut from = 0;
+    while let Some(rel) = text[from..].find('.') {
+        let dot = from + rel;
+        let mut start = dot;
+        while start > from && host_byte(b[start - 1]) {
+            start -= 1;
         }
-        let end = trim_trailing(b, host_end, path_end(b, host_end));
-        out.push(Link {
-            span: (i, end),
-            host: (host_start, host_end),
-        });
-        i = end.max(i + 1);
+        if start < dot && token_start(b, start) {
+            let (link, next) = link_at(text, start, tlds);
+            out.extend(link);
+            from = next.max(dot + 1);
+        } else {
+            from = dot + 1;
+        }
     }
 }
 
@@ -171,6 +218,8 @@ mod tests {
         );
         assert_eq!(hosts("go www.example.org now"), vec!["www.example.org"]);
         assert_eq!(hosts("HTTP://1.2.3.4/x"), vec!["1.2.3.4"]);
+        assert_eq!(hosts("https://huinong.cn@evil.com/a"), vec!["evil.com"]);
+        assert_eq!(hosts("http://u:p@bit.ly"), vec!["bit.ly"]);
         assert_eq!(hosts("rate 7.2% and 3.14 mail a@b.com"), Vec::<&str>::new());
     }
 

@@ -51,7 +51,6 @@ pub fn is_cjk(c: char) -> bool {
 /// character, or `None` when the general NFKC pass is needed.
 fn fast_nfkc(c: char) -> Option<char> {
     match c {
-        '\0'..='\u{7F}' => Some(c),
         '\u{4E00}'..='\u{9FFF}' => Some(c),
         // Full-width ASCII maps to ASCII.
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
@@ -63,28 +62,122 @@ fn fast_nfkc(c: char) -> Option<char> {
     }
 }
 
+/// Is `x` printable ASCII other than space?
+fn printable(x: u8) -> bool {
+    x > b' ' && x < 0x7F
+}
+
+/// Length of the leading run of `b` that normalization copies unchanged:
+/// printable ASCII, single spaces between printable ASCII, and CJK
+/// ideographs U+4E00–U+9FFF. Also counts the spaces in it that are followed
+/// by a letter (possible single-letter tokens).
+fn passthrough_len(b: &[u8]) -> (usize, usize) {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    let mut letters_after_space = 0;
+    loop {
+        // Eight printable ASCII bytes at a time: no high bit, none <= space,
+        // none equal to DEL.
+        while i + 8 <= b.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&b[i..i + 8]);
+            let w = u64::from_le_bytes(word);
+            let del = w ^ (0x7F * LOW);
+            let bad = (w & HIGH)
+                | (w.wrapping_sub(0x21 * LOW) & !w & HIGH)
+                | (del.wrapping_sub(LOW) & !del & HIGH);
+            if bad != 0 {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&x) = b.get(i) else {
+            break;
+        };
+        if x < 0x80 {
+            if printable(x) {
+                i += 1;
+            } else if x == b' '
+                && i > 0
+                && printable(b[i - 1])
+                && b.get(i + 1).is_some_and(|n| printable(*n))
+            {
+                // A letter not followed by another printable byte may be a
+                // single-letter token.
+                letters_after_space += usize::from(
+                    b[i + 1].is_ascii_alphabetic() && !b.get(i + 2).is_some_and(|n| printable(*n)),
+                );
+                i += 1;
+            } else {
+                break;
+            }
+        } else if (0xE4..=0xE9).contains(&x) && i + 3 <= b.len() && (x != 0xE4 || b[i + 1] >= 0xB8)
+        {
+            // A three-byte sequence in U+4E00..=U+9FFF.
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    (i, letters_after_space)
+}
+
 /// Normalizes `input` into `out` (cleared first).
 pub fn normalize_into(input: &str, out: &mut String) {
     out.clear();
     out.reserve(input.len());
     let mut ws = Whitespace::default();
-    let fast = input
-        .chars()
-        .all(|c| is_invisible(c) || fast_nfkc(c).is_some());
-    if fast {
-        for c in input.chars() {
-            if let Some(m) = fast_nfkc(c) {
-                ws.push(out, m);
-            }
+    let mut i = 0;
+    while i < input.len() {
+        let (run, letters) = passthrough_len(&input.as_bytes()[i..]);
+        if run > 0 {
+            ws.singles += letters;
+            ws.push_run(out, &input[i..i + run]);
+            i += run;
+            continue;
         }
-    } else {
-        for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
-            if !is_invisible(c) {
-                ws.push(out, c);
+        let Some(c) = input[i..].chars().next() else {
+            break;
+        };
+        i += c.len_utf8();
+        if c.is_ascii() {
+            ws.push(out, c);
+        } else if let Some(m) = fast_nfkc(c) {
+            ws.push(out, m);
+        } else if !is_invisible(c) {
+            // Something the fast table does not know: run the general pass
+            // over the whole input (composition may involve earlier text).
+            out.clear();
+            ws = Whitespace::default();
+            for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
+                if !is_invisible(c) {
+                    ws.push(out, c);
+                }
             }
+            break;
         }
     }
-    join_spaced_letters(out);
+    // Only text with at least four single-letter tokens can hold a run of
+    // four of them.
+    if ws.singles >= 4 {
+        join_spaced_letters(out);
+    }
+}
+
+/// The same normalization without the fast paths: every character goes
+/// through NFKC and the whitespace handling one by one. Tests compare the
+/// two.
+pub fn normalize_general(input: &str) -> String {
+    let mut out = String::new();
+    let mut ws = Whitespace::default();
+    for c in input.chars().filter(|c| !is_invisible(*c)).nfkc() {
+        if !is_invisible(c) {
+            ws.push(&mut out, c);
+        }
+    }
+    join_spaced_letters(&mut out);
+    out
 }
 
 /// Normalizes into a new string.
@@ -101,6 +194,9 @@ pub fn normalize(input: &str) -> String {
 struct Whitespace {
     pending: bool,
     last: Option<char>,
+    /// An upper bound of the single-letter tokens seen, to skip the
+    /// letter-joining pass cheaply.
+    singles: usize,
 }
 
 impl Whitespace {
@@ -108,6 +204,9 @@ impl Whitespace {
         if c.is_whitespace() {
             self.pending = true;
             return;
+        }
+        if c.is_ascii_alphabetic() && (self.pending || self.last.is_none()) {
+            self.singles += 1;
         }
         if self.pending {
             if let Some(last) = self.last
@@ -120,13 +219,36 @@ impl Whitespace {
         out.push(c);
         self.last = Some(c);
     }
+
+    /// Pushes a run of non-space characters that need no mapping.
+    fn push_run(&mut self, out: &mut String, run: &str) {
+        let mut chars = run.chars();
+        let (Some(first), last) = (chars.next(), chars.next_back()) else {
+            return;
+        };
+        if first.is_ascii_alphabetic()
+            && (self.pending || self.last.is_none())
+            && !run.as_bytes().get(1).is_some_and(|n| printable(*n))
+        {
+            self.singles += 1;
+        }
+        if self.pending {
+            if let Some(prev) = self.last
+                && !(is_cjk(prev) && is_cjk(first))
+            {
+                out.push(' ');
+            }
+            self.pending = false;
+        }
+        out.push_str(run);
+        self.last = Some(last.unwrap_or(first));
+    }
 }
 
 /// Joins runs of at least four single ASCII letters separated by single
 /// spaces: "g u a r a n t e e d" → "guaranteed".
 fn join_spaced_letters(s: &mut String) {
     let b = s.as_bytes();
-    // Cheap pre-check: any "x y" with single letters at all?
     let single = |i: usize| -> bool {
         b[i].is_ascii_alphabetic()
             && (i == 0 || b[i - 1] == b' ')
@@ -181,6 +303,10 @@ mod tests {
         assert_eq!(normalize("回Ｔ退订"), "回T退订");
         assert_eq!(normalize("  a\t\n b  "), "a b");
         assert_eq!(normalize("秒　批"), "秒批");
+        assert_eq!(
+            normalize("abcdefg\thijklmnop\u{7f}q  r"),
+            "abcdefg hijklmnop\u{7f}q r"
+        );
     }
 
     #[test]

@@ -138,19 +138,34 @@ pub fn find(
 /// Does a number found in the body equal one of the sender's numbers, with
 /// or without a country prefix (`+1…`, `86…`, `0086…`) on either side?
 pub fn is_sender_number(found: &str, numbers: &[String]) -> bool {
-    let strip = |s: &str| -> String {
-        let d: String = s.chars().filter(char::is_ascii_digit).collect();
-        d.strip_prefix("00").map(str::to_string).unwrap_or(d)
-    };
-    let found = strip(found);
-    numbers.iter().any(|n| {
-        let n = strip(n);
+    /// Digits only, without an international `00` prefix, on the stack.
+    fn digits(s: &str, buf: &mut [u8; 24]) -> usize {
+        let mut n = 0;
+        for d in s.bytes().filter(u8::is_ascii_digit) {
+            if n < buf.len() {
+                buf[n] = d;
+                n += 1;
+            }
+        }
+        if n >= 2 && buf[0] == b'0' && buf[1] == b'0' {
+            buf.copy_within(2..n, 0);
+            n -= 2;
+        }
+        n
+    }
+    let mut a = [0u8; 24];
+    let len = digits(found, &mut a);
+    let found = &a[..len];
+    numbers.iter().any(|number| {
+        let mut b = [0u8; 24];
+        let len = digits(number, &mut b);
+        let n = &b[..len];
         let (long, short) = if n.len() >= found.len() {
-            (&n, &found)
+            (n, found)
         } else {
-            (&found, &n)
+            (found, n)
         };
-        !short.is_empty() && long.ends_with(short.as_str()) && long.len() - short.len() <= 3
+        !short.is_empty() && long.ends_with(short) && long.len() - short.len() <= 3
     })
 }
 

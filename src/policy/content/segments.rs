@@ -35,11 +35,52 @@ fn gsm_cost(c: char) -> Option<usize> {
     }
 }
 
+/// Septets of a body when it fits GSM-7, `None` when it needs UCS-2.
+fn septets(body: &str) -> Option<usize> {
+    if body.is_ascii() {
+        // Cost per ASCII byte, 0 when not in the GSM alphabet.
+        const COST: [u8; 128] = {
+            let mut t = [0u8; 128];
+            let mut b = 0;
+            while b < 128 {
+                t[b] = match b as u8 {
+                    b'^' | b'{' | b'}' | b'\\' | b'[' | b']' | b'~' | b'|' | 0x0C => 2,
+                    b'`' => 0,
+                    b' '..=b'~' | b'\n' | b'\r' => 1,
+                    _ => 0,
+                };
+                b += 1;
+            }
+            t
+        };
+        let mut n = 0usize;
+        let mut invalid = false;
+        for &b in body.as_bytes() {
+            let c = COST[usize::from(b)];
+            invalid |= c == 0;
+            n += usize::from(c);
+        }
+        return (!invalid).then_some(n);
+    }
+    // Every non-ASCII GSM character is below U+0400 except the euro sign:
+    // anything else (CJK, emoji) means UCS-2 without a table lookup.
+    if body.chars().any(|c| c as u32 >= 0x400 && c != '€') {
+        return None;
+    }
+    body.chars().map(gsm_cost).sum()
+}
+
 pub fn count(body: &str) -> Segments {
-    let septets: Option<usize> = body.chars().map(gsm_cost).sum();
-    let (gsm7, units, single, multi) = match septets {
+    let (gsm7, units, single, multi) = match septets(body) {
         Some(n) => (true, n, 160, 153),
-        None => (false, body.encode_utf16().count(), 70, 67),
+        // UTF-16 units: one per character, two for those outside the BMP
+        // (the ones encoded in four UTF-8 bytes).
+        None => (
+            false,
+            body.chars().count() + body.bytes().filter(|b| *b >= 0xF0).count(),
+            70,
+            67,
+        ),
     };
     let parts = if units <= single {
         1
@@ -63,6 +104,8 @@ mod tests {
         assert_eq!(count(&"汉".repeat(70)).parts, 1);
         assert_eq!(count(&"汉".repeat(71)).parts, 2);
         assert!(!count("`").gsm7);
+        assert!(!count("a\tb").gsm7);
+        assert!(count("a\r\nb").gsm7);
         // An emoji is two UTF-16 units.
         assert_eq!(count("😀").units, 2);
         assert!(count("€ @ £").gsm7);
