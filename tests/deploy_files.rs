@@ -51,16 +51,31 @@ fn default_settings() -> Settings {
     Settings::load(Some(&repo_path("config/default.toml"))).unwrap()
 }
 
-fn contract_topics() -> Vec<String> {
+/// Every topic `config/default.toml` names (its `[topics]` table), so a
+/// topic added to the configuration must be added to the compose stack too.
+fn configured_topics() -> Vec<(String, String)> {
+    let config: toml::Table = toml::from_str(&read("config/default.toml")).unwrap();
+    let topics = config["topics"].as_table().expect("a [topics] table");
     let t = default_settings().topics;
-    vec![
+    let expected = [
         t.outbound,
         t.consent,
         t.inbound,
         t.approved,
         t.quarantine,
         t.deferred,
-    ]
+    ];
+    let listed: Vec<(String, String)> = topics
+        .iter()
+        .map(|(role, name)| (role.clone(), name.as_str().unwrap().to_string()))
+        .collect();
+    for name in expected {
+        assert!(
+            listed.iter().any(|(_, n)| *n == name),
+            "[topics] lacks {name}"
+        );
+    }
+    listed
 }
 
 #[test]
@@ -319,18 +334,16 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
         serde_json::json!(["loadgen"])
     );
 
-    // The topic service creates every topic of CONTRACT §1, consent compacted.
+    // The topic service creates every configured topic (CONTRACT §1's six at
+    // least); consent and any changelog are compacted, the others not.
     let script = services["topics"]["command"][0].as_str().unwrap();
-    for topic in contract_topics() {
+    for (role, topic) in configured_topics() {
         let line = script
             .lines()
-            .find(|l| l.trim().split_whitespace().nth(1) == Some(topic.as_str()))
-            .unwrap_or_else(|| panic!("topic {topic} is not created"));
-        assert_eq!(
-            line.contains("cleanup.policy=compact"),
-            topic == "sms.consent",
-            "{line}"
-        );
+            .find(|l| l.split_whitespace().nth(1) == Some(topic.as_str()))
+            .unwrap_or_else(|| panic!("topic {topic} ({role}) is not created"));
+        let compacted = role == "consent" || role.contains("changelog");
+        assert_eq!(line.contains("cleanup.policy=compact"), compacted, "{line}");
     }
 
     let gate = &services["smsgate"];
@@ -579,4 +592,71 @@ fn the_operations_guide_covers_deploy_configure_scale_security_and_backup() {
             "docs/operations.md does not mention {topic:?}"
         );
     }
+}
+
+/// Runs `smsgate healthcheck` with `env` and `--config config/default.toml`:
+/// it loads the configuration exactly as `run` would, then probes. Exit 2
+/// would be a configuration error; 0 or 1 only says whether a gate answered.
+fn configuration_loads_with(env: &[(String, String)]) -> Result<(), String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_smsgate"));
+    command
+        .args(["healthcheck", "--config", "config/default.toml"])
+        .current_dir(repo_path(""));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    match out.status.code() {
+        Some(0 | 1) => Ok(()),
+        _ => Err(String::from_utf8_lossy(&out.stderr).to_string()),
+    }
+}
+
+#[test]
+fn the_image_and_compose_environments_make_a_valid_configuration() {
+    let dockerfile = read("Dockerfile");
+    let mut image_env = Vec::new();
+    let mut in_env = false;
+    for line in dockerfile.lines() {
+        in_env = line.starts_with("ENV ") || (in_env && line.starts_with(' '));
+        if in_env {
+            for pair in line
+                .trim_start_matches("ENV ")
+                .trim()
+                .trim_end_matches('\\')
+                .split_whitespace()
+            {
+                let (k, v) = pair.split_once('=').unwrap();
+                image_env.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    let keys: Vec<&str> = image_env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "SMSGATE__METRICS__LISTEN",
+            "SMSGATE__LOG__FORMAT",
+            "SMSGATE__POLICY__SENDERS"
+        ]
+    );
+    configuration_loads_with(&image_env)
+        .unwrap_or_else(|e| panic!("the image's configuration: {e}"));
+
+    let compose = yaml_document("docker-compose.yml");
+    let compose_env: Vec<(String, String)> = compose["services"]["smsgate"]["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    configuration_loads_with(&compose_env)
+        .unwrap_or_else(|e| panic!("the compose configuration: {e}"));
+
+    // And a broken one is told apart.
+    let broken = [(
+        "SMSGATE__METRICS__LISTEN".to_string(),
+        "not-an-address".to_string(),
+    )];
+    assert!(configuration_loads_with(&broken).is_err());
 }

@@ -82,6 +82,9 @@ fn promtool_accepts_the_shipped_config_and_rules_and_their_unit_tests_pass() {
     promtool(&["check", "rules", spec.to_str().unwrap()]);
 }
 
+/// One series of a query result: its labels and value.
+type Sample = (BTreeMap<String, String>, f64);
+
 /// A Prometheus server on a free loopback port, killed with the test.
 struct Prometheus {
     _child: support::process::Child,
@@ -165,7 +168,7 @@ impl Prometheus {
     }
 
     /// An instant query: the result vector as (labels, value).
-    fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    fn query(&self, promql: &str) -> Result<Vec<Sample>, String> {
         let data = self.api(&format!("/api/v1/query?query={}", url_encode(promql)))?;
         let result = match data["resultType"].as_str() {
             Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
@@ -499,4 +502,50 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
     );
 
     gate.sigterm(Duration::from_secs(30));
+
+    // The log operators collect: JSON lines, one `info` line per quarantined
+    // event with stable fields, none per approved event, no full number.
+    let log = std::fs::read_to_string(&gate.log).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+        })
+        .collect();
+    let quarantined: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "quarantined")
+        .collect();
+    assert_eq!(
+        quarantined.len(),
+        reject,
+        "one log line per quarantined event"
+    );
+    for line in &quarantined {
+        assert_eq!(line["level"], "INFO", "{line}");
+        for field in [
+            "message_id",
+            "to",
+            "partition",
+            "offset",
+            "outcome",
+            "reasons",
+        ] {
+            assert!(!line[field].is_null(), "field {field} missing: {line}");
+        }
+    }
+    assert!(
+        !lines.iter().any(|l| l["outcome"] == "approve"),
+        "approved events are not logged at info"
+    );
+    for case in &workload.outbound {
+        let key = case.record.key.as_deref().map(String::from_utf8_lossy);
+        if let Some(to) = key.filter(|k| k.starts_with('+') && k.len() >= 9) {
+            assert!(
+                !log.contains(to.as_ref()),
+                "the log holds the full number {to}"
+            );
+        }
+    }
 }
