@@ -72,6 +72,10 @@ fn sigterm_drains_commits_and_a_restart_continues_without_duplicates() {
     );
     std::thread::sleep(Duration::from_secs(2)); // let the collector read the last outputs
     let decided = collector.per_source();
+
+    // The live stream waits for decisions: restart before collecting its positions.
+    let mut gate = Gate::start(&config, "graceful-2");
+    gate.wait_ready(Duration::from_secs(60));
     let positions = producer.join().expect("producer thread");
     let mut below_without = Vec::new();
     let mut above_with = Vec::new();
@@ -100,8 +104,6 @@ fn sigterm_drains_commits_and_a_restart_continues_without_duplicates() {
         &above_with[..above_with.len().min(10)]
     );
 
-    let mut gate = Gate::start(&config, "graceful-2");
-    gate.wait_ready(Duration::from_secs(60));
     let took = collector.wait_for(&positions, Duration::from_secs(300), Duration::from_secs(3));
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
     let verdict = verify(

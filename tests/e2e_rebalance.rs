@@ -15,7 +15,7 @@ use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics};
 use support::kafka::{self, Collector, Record};
 use support::verify::{Delivery, verify};
 
-const EVENTS: usize = 30_000;
+const EVENTS: usize = 20_000;
 
 #[test]
 fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
@@ -28,7 +28,7 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
     let config = GateConfig::new(broker, &topics);
     let mut first = Gate::start(&config, "rebalance-a");
     first.wait_ready(Duration::from_secs(60));
-    // ~500 events/s for a minute: long enough for a join and a leave.
+    // ~500 events/s for 40 s: long enough for a join and a leave.
     let producer = kafka::produce_live(
         &broker.bootstrap(),
         &topics.outbound,

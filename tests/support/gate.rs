@@ -97,6 +97,9 @@ pub struct GateConfig {
     pub instance_id: Option<String>,
     /// More `SMSGATE__…` variables, applied last.
     pub env: Vec<(String, String)>,
+    /// librdkafka properties for `[kafka.properties]` (a config file is
+    /// written for them: the table cannot be set through env variables).
+    pub properties: Vec<(String, String)>,
 }
 
 impl GateConfig {
@@ -106,12 +109,45 @@ impl GateConfig {
             topics: topics.clone(),
             instance_id: None,
             env: Vec::new(),
+            properties: Vec::new(),
         }
     }
 
     pub fn instance(mut self, id: &str) -> GateConfig {
         self.instance_id = Some(id.to_string());
         self
+    }
+
+    pub fn property(mut self, key: &str, value: &str) -> GateConfig {
+        self.properties.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The config file to run with: `config/default.toml`, or a copy of it
+    /// with the `[kafka.properties]` of this config.
+    fn config_file(&self, dir: &Path, name: &str) -> PathBuf {
+        let default = crate_dir().join("config/default.toml");
+        if self.properties.is_empty() {
+            return default;
+        }
+        let mut text = std::fs::read_to_string(&default).expect("read config/default.toml");
+        let table = self
+            .properties
+            .iter()
+            .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+            .collect::<String>();
+        text = text.replacen(
+            "[kafka.properties]\n",
+            &format!("[kafka.properties]\n{table}"),
+            1,
+        );
+        assert!(
+            text.contains(&table),
+            "config/default.toml has no [kafka.properties] table"
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write the gate config");
+        path
     }
 
     pub fn set(mut self, key: &str, value: &str) -> GateConfig {
@@ -145,7 +181,7 @@ impl Gate {
         let mut command = Command::new(BIN);
         command
             .args(["run", "--config"])
-            .arg(crate_dir().join("config/default.toml"))
+            .arg(cfg.config_file(&dir, name))
             .current_dir(crate_dir())
             .env("SMSGATE__KAFKA__BROKERS", &cfg.brokers)
             .env("SMSGATE__KAFKA__GROUP_ID", &t.group)

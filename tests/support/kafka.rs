@@ -396,27 +396,35 @@ pub fn ends(positions: &[Position]) -> BTreeMap<i32, i64> {
 }
 
 /// The offsets `group` has committed on `topic`, per partition (`None`:
-/// nothing committed).
+/// nothing committed). Panics if the broker does not answer.
 pub fn committed(
     bootstrap: &str,
     group: &str,
     topic: &str,
     partitions: u32,
 ) -> BTreeMap<i32, Option<i64>> {
+    try_committed(bootstrap, group, topic, partitions)
+        .unwrap_or_else(|e| panic!("fetch committed offsets: {e}"))
+}
+
+/// [`committed`], or the client error.
+pub fn try_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: u32,
+) -> Result<BTreeMap<i32, Option<i64>>, rdkafka::error::KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()
-        .expect("create the offsets reader");
+        .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("fetch committed offsets");
-    (0..partitions as i32)
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok((0..partitions as i32)
         .map(|p| {
             let offset = got.find_partition(topic, p).and_then(|e| match e.offset() {
                 Offset::Offset(o) => Some(o),
@@ -424,7 +432,7 @@ pub fn committed(
             });
             (p, offset)
         })
-        .collect()
+        .collect())
 }
 
 /// Waits until `group` has committed at least `ends` on every partition of
@@ -439,7 +447,11 @@ pub fn wait_committed(
 ) -> BTreeMap<i32, Option<i64>> {
     let mut last = BTreeMap::new();
     super::wait_until(timeout, Duration::from_millis(500), || {
-        last = committed(bootstrap, group, topic, partitions);
+        // A busy or restarting broker may time out: ask again.
+        match try_committed(bootstrap, group, topic, partitions) {
+            Ok(c) => last = c,
+            Err(_) => return false,
+        }
         ends.iter()
             .all(|(p, end)| last.get(p).copied().flatten().is_some_and(|c| c >= *end))
     });
