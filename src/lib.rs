@@ -10,15 +10,17 @@
 //! - [`check`] is the offline `smsgate check` command.
 //! - [`config`] layers defaults, file and environment.
 //! - [`mask`] masks phone numbers for logs.
+//! - [`bench`] is the benchmark harness and the load generator.
 
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod consent;
 pub mod decision;
 pub mod demo;
 pub mod event;
-pub mod logging;
 pub mod inbound;
+pub mod logging;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;

@@ -44,6 +44,29 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Produce realistic outbound events (and optionally consent) to a Kafka topic.
+    Generate {
+        /// Kafka bootstrap servers, HOST:PORT.
+        #[arg(long)]
+        brokers: String,
+        /// Topic for the outbound events.
+        #[arg(long)]
+        topic: String,
+        /// Events to produce.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Events per second (default: as fast as the broker takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Also produce consent for the recipients to this topic first.
+        #[arg(long)]
+        consent_topic: Option<String>,
+        /// Distinct recipients (default: as many as events).
+        #[arg(long)]
+        recipients: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Decide NDJSON events from stdin, one decision per line on stdout.
     Check {
         #[arg(long)]
@@ -131,6 +154,29 @@ fn main() -> ExitCode {
             rate,
             config,
         }),
+        Command::Generate {
+            brokers,
+            topic,
+            events,
+            rate,
+            consent_topic,
+            recipients,
+            seed,
+        } => {
+            let opts = smsgate::bench::produce::GenerateOptions {
+                brokers,
+                topic,
+                events,
+                rate,
+                consent_topic,
+                recipients,
+                seed,
+            };
+            match smsgate::bench::produce::generate(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
         Command::Check {
             config,
             senders,

@@ -136,9 +136,12 @@ impl Intake<'_> {
 /// One info line per quarantined event; deferred ones at debug, approved
 /// ones at trace. The number is masked, the body never logged.
 fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Source) {
-    let to = event
-        .map(|e| mask::phone(&e.to))
-        .unwrap_or_else(|| "-".into());
+    // Masked only when a line is written (most decisions log nothing).
+    let to = || {
+        event
+            .map(|e| mask::phone(&e.to))
+            .unwrap_or_else(|| "-".into())
+    };
     let message_id = decision.message_id.as_deref().unwrap_or("-");
     let reasons = || {
         decision
@@ -151,7 +154,7 @@ fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Sourc
     match decision.outcome {
         Outcome::Reject => tracing::info!(
             message_id,
-            to,
+            to = to(),
             partition = source.partition,
             offset = source.offset,
             outcome = "reject",
@@ -160,7 +163,7 @@ fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Sourc
         ),
         Outcome::Defer => tracing::debug!(
             message_id,
-            to,
+            to = to(),
             partition = source.partition,
             offset = source.offset,
             outcome = "defer",

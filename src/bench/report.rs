@@ -1,0 +1,170 @@
+//! The benchmark's results: the JSON written per run and the one summary
+//! line (`gate_rps=… passthrough_rps=… ratio=… p99_ms=… rss_mb=…`).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::BenchOptions;
+use super::passthrough::PassReport;
+
+/// What was loaded before the runs.
+#[derive(Debug, Clone)]
+pub struct Preload {
+    pub consent_records: u64,
+    pub events: u64,
+    pub seconds: f64,
+    /// Generated events by kind (clean, no_consent, malformed, …).
+    pub kinds: Vec<(String, u64)>,
+}
+
+/// What the gate run measured.
+#[derive(Debug, Clone)]
+pub struct GateFigures {
+    /// Records per second from the first record consumed to the last acknowledged.
+    pub rps: f64,
+    pub seconds: f64,
+    /// Poll → delivery ack (smsgate_end_to_end_seconds), interpolated in buckets.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Poll → decision (smsgate_processing_seconds).
+    pub processing_p99_ms: f64,
+    /// VmHWM: peak resident memory, consent table included.
+    pub rss_mb: f64,
+    /// Gate CPU seconds inside the measured window.
+    pub cpu_seconds: f64,
+    /// Time the gate's threads waited for a CPU inside the window (other load).
+    pub run_queue_wait_seconds: f64,
+    pub broker_cpu_seconds: Option<f64>,
+    /// From process start to `/readyz` (consent caught up).
+    pub ready_after_seconds: f64,
+    pub consent_recipients: f64,
+    pub decisions: Vec<(String, f64)>,
+    pub reasons: Vec<(String, f64)>,
+    pub produce_errors: f64,
+    pub exit: String,
+    pub log: String,
+}
+
+/// One benchmark run.
+#[derive(Debug, Clone)]
+pub struct Results {
+    json: Value,
+    pub gate_rps: f64,
+    pub passthrough_rps: Option<f64>,
+    pub p99_ms: f64,
+    pub rss_mb: f64,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0)
+}
+
+/// The 1-minute load average (other work on a shared machine skews figures).
+fn load_average() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|l| json!(l))
+        .unwrap_or(Value::Null)
+}
+
+fn share(cpu: Option<f64>, secs: f64) -> Value {
+    cpu.map(|c| json!((c / secs * 100.0).round() / 100.0))
+        .unwrap_or(Value::Null)
+}
+
+impl Results {
+    pub fn new(
+        opts: &BenchOptions,
+        brokers: &str,
+        started: DateTime<Utc>,
+        preload: Preload,
+        pass: Option<PassReport>,
+        pass_broker_cpu: Option<f64>,
+        gate: GateFigures,
+    ) -> Results {
+        let ratio = pass.as_ref().map(|p| gate.rps / p.rps);
+        let json = json!({
+            "started_at": crate::decision::format_time(&started),
+            "machine": {"cores": cores(), "load_average_at_start": load_average()},
+            "broker": match &opts.brokers {
+                Some(b) => format!("existing Kafka at {b}"),
+                None => format!("tansu (memory storage) at {brokers}"),
+            },
+            "events": opts.events,
+            "partitions": opts.partitions,
+            "preload": {
+                "consent_records": preload.consent_records,
+                "events": preload.events,
+                "seconds": preload.seconds,
+                "kinds": preload.kinds.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            },
+            "passthrough": pass.as_ref().map(|p| json!({
+                "rps": p.rps,
+                "seconds": p.seconds,
+                "p50_ms": p.p50_ms,
+                "p99_ms": p.p99_ms,
+                "cpu_seconds": p.cpu_seconds,
+                "cores_used": share(Some(p.cpu_seconds), p.seconds),
+                "run_queue_wait_seconds": p.run_queue_wait_seconds,
+                "rss_mb": p.rss_mb,
+                "broker_cpu_seconds": pass_broker_cpu,
+                "broker_cores_used": share(pass_broker_cpu, p.seconds),
+                "failed_deliveries": p.failed_deliveries,
+            })),
+            "gate": {
+                "rps": gate.rps,
+                "seconds": gate.seconds,
+                "p50_ms": gate.p50_ms,
+                "p99_ms": gate.p99_ms,
+                "processing_p99_ms": gate.processing_p99_ms,
+                "rss_mb": gate.rss_mb,
+                "cpu_seconds": gate.cpu_seconds,
+                "cores_used": share(Some(gate.cpu_seconds), gate.seconds),
+                "run_queue_wait_seconds": gate.run_queue_wait_seconds,
+                "broker_cpu_seconds": gate.broker_cpu_seconds,
+                "broker_cores_used": share(gate.broker_cpu_seconds, gate.seconds),
+                "ready_after_seconds": gate.ready_after_seconds,
+                "consent_recipients": gate.consent_recipients,
+                "decisions": gate.decisions.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "reasons": gate.reasons.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "produce_errors": gate.produce_errors,
+                "exit": gate.exit,
+                "log": gate.log,
+            },
+            "ratio": ratio,
+            "targets": {
+                "ratio_at_least_0_8": ratio.map(|r| r >= 0.8),
+                "gate_rps_at_least_100000": gate.rps >= 100_000.0,
+                "p99_ms_at_most_50": gate.p99_ms <= 50.0,
+                "rss_mb_at_most_300": gate.rss_mb <= 300.0,
+            },
+        });
+        Results {
+            json,
+            gate_rps: gate.rps,
+            passthrough_rps: pass.map(|p| p.rps),
+            p99_ms: gate.p99_ms,
+            rss_mb: gate.rss_mb,
+        }
+    }
+
+    pub fn to_json(&self) -> &Value {
+        &self.json
+    }
+
+    /// `gate_rps=<n> passthrough_rps=<n> ratio=<gate/passthrough> p99_ms=<n> rss_mb=<n>`
+    /// (`-` for the pass-through figures when it was skipped).
+    pub fn summary_line(&self) -> String {
+        let (pass, ratio) = match self.passthrough_rps {
+            Some(p) => (format!("{p:.0}"), format!("{:.2}", self.gate_rps / p)),
+            None => ("-".into(), "-".into()),
+        };
+        format!(
+            "gate_rps={:.0} passthrough_rps={pass} ratio={ratio} p99_ms={:.1} rss_mb={:.0}",
+            self.gate_rps, self.p99_ms, self.rss_mb
+        )
+    }
+}
