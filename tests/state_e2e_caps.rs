@@ -271,6 +271,14 @@ fn caps_hold_when_a_partition_moves_to_another_instance() {
     // the recipient's included, moves to B.
     let mut b = Gate::start(&s.config, "caps-move-b");
     b.wait_ready(Duration::from_secs(60));
+    // Ready is not yet a member: wait for B's first assignment, so A's
+    // leave is a second rebalance, not one racing B's join.
+    let joined = support::wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
+        b.get("/metrics")
+            .and_then(|(_, text)| support::gate::metric_sum(&text, "smsgate_rebalances_total"))
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert!(joined, "B never joined the group; log:\n{}", b.log_tail());
     let status = a.sigterm(Duration::from_secs(40)).expect("A exits");
     assert_eq!(status.code(), Some(0));
     let last = send_in_order(&s.producer, &s.topics.outbound, &texts[CAP..]);
