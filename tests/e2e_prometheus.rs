@@ -445,11 +445,20 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
             continue;
         }
         let expanded = expand_grafana_variables(&expr);
-        let result = prometheus
-            .query(&expanded)
-            .unwrap_or_else(|e| panic!("{place}: Prometheus rejects {expanded:?}: {e}"));
         let names = promql_metric_names(&expr);
         let all_live = names.iter().all(|n| live.contains(n) || n == "up");
+        // A rate() needs two samples in its window: a series that appeared in
+        // the latest scrape gets a few more scrapes (1 s apart) to show data.
+        let mut result = Vec::new();
+        for _ in 0..15 {
+            result = prometheus
+                .query(&expanded)
+                .unwrap_or_else(|e| panic!("{place}: Prometheus rejects {expanded:?}: {e}"));
+            if !result.is_empty() || !all_live {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
         if result.is_empty() {
             empty.push(place.clone());
             assert!(
