@@ -16,6 +16,8 @@ const NOT_CHARTED: &[&str] = &[
     "smsgate_state_restore_seconds",
     // An absolute offset: lag and commit rates say what matters.
     "smsgate_committed_offset",
+    // A capacity figure for sizing memory, read from the metrics endpoint.
+    "smsgate_state_entries",
 ];
 
 fn dashboard_uses() -> Vec<(String, String, Vec<String>)> {

@@ -24,6 +24,7 @@ pub const BROKER_UP: &str = "smsgate_broker_up"; // gauge 0/1
 pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // histogram
 pub const STATE_RESTORE_SECONDS: &str = "smsgate_state_restore_seconds"; // histogram {store}
 pub const DEFERRED_HELD: &str = "smsgate_deferred_held"; // gauge
+pub const STATE_ENTRIES: &str = "smsgate_state_entries"; // gauge {store="dedup"|"caps"}, assigned partitions
 pub const NON_RECIPIENT_KEYS: &str = "smsgate_non_recipient_keys_total";
 pub const COMMITTED_OFFSET: &str = "smsgate_committed_offset"; // gauge {partition}
 pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}

@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::Metrics;
-use super::names::{DEFERRED_HELD, OPTOUT_LATENCY_SECONDS, STATE_RESTORE_SECONDS};
+use super::names::{DEFERRED_HELD, OPTOUT_LATENCY_SECONDS, STATE_ENTRIES, STATE_RESTORE_SECONDS};
 
 /// Opt-out latency and restore buckets, seconds: 10 ms to 10 min.
 const SLOW_BUCKETS: &[f64] = &[
@@ -18,6 +18,9 @@ pub(super) struct StateMetrics {
     optout_latency: prometheus::Histogram,
     restore: HistogramVec,
     deferred_held: IntGauge,
+    /// Remembered message ids and cap keys of the assigned partitions: the
+    /// memory the durable state takes, and what a restore has to read.
+    entries: IntGaugeVec,
     /// Input partitions assigned but whose changelog is not restored yet.
     restoring: AtomicUsize,
 }
@@ -43,10 +46,19 @@ impl StateMetrics {
         .expect("valid metric definition");
         let deferred_held = IntGauge::new(DEFERRED_HELD, "Deferred records held for release")
             .expect("valid metric definition");
+        let entries = IntGaugeVec::new(
+            Opts::new(
+                STATE_ENTRIES,
+                "Entries of the partition-local state (dedup ids, cap keys) of the assigned partitions",
+            ),
+            &["store"],
+        )
+        .expect("valid metric definition");
         for c in [
             Box::new(optout_latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(restore.clone()),
             Box::new(deferred_held.clone()),
+            Box::new(entries.clone()),
         ] {
             r.register(c).expect("metric registered once");
         }
@@ -54,6 +66,7 @@ impl StateMetrics {
             optout_latency,
             restore,
             deferred_held,
+            entries,
             restoring: AtomicUsize::new(0),
         }
     }
@@ -84,6 +97,13 @@ impl Metrics {
     pub fn delivered_part(&self, topic: &str) {
         self.in_flight.dec();
         self.produced.with_label_values(&[topic]).inc();
+    }
+
+    /// Sizes of the partition-local state, after a restore or a prune.
+    pub fn state_entries(&self, dedup: usize, caps: usize) {
+        let e = &self.state.entries;
+        e.with_label_values(&["dedup"]).set(dedup as i64);
+        e.with_label_values(&["caps"]).set(caps as i64);
     }
 
     pub fn deferred_held(&self, records: u64) {

@@ -206,6 +206,7 @@ impl ChangelogReader {
         }
         metrics.state_restored("partition", started.elapsed());
         let (dedup, caps) = state.sizes();
+        metrics.state_entries(dedup, caps);
         tracing::info!(
             ?partitions,
             records,

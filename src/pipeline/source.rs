@@ -162,7 +162,10 @@ impl Intake<'_> {
     /// written again by the prune after the next restore).
     fn prune(&self) {
         let ctx = self.consumer.context();
-        for (partition, entry) in self.state.prune(Utc::now()) {
+        let tombstones = self.state.prune(Utc::now());
+        let (dedup, caps) = self.state.sizes();
+        ctx.metrics.state_entries(dedup, caps);
+        for (partition, entry) in tombstones {
             ctx.dispatcher.send_changelog(
                 self.changelog,
                 &entry.key,
