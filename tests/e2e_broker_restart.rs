@@ -113,7 +113,12 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
         &topics.outbound,
         OUTBOUND_PARTITIONS,
         &ends,
-        Duration::from_secs(60),
+        // After the outage the coordinator may have dropped the member: the
+        // gate rejoins, restores its partitions' caps and duplicates from the
+        // changelog (about 37 s for 10,000 entries on this slow sqlite
+        // broker), re-reads what it had not committed (decided again as
+        // duplicates) and only then commits the end.
+        Duration::from_secs(300),
     );
     for (p, end) in &ends {
         assert_eq!(
