@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 use chrono::{DateTime, Utc};
 
 use crate::consent::ConsentEvent;
+use crate::decision::Decision;
 use crate::policy::{Origin, Policy};
 use crate::state::MemoryState;
 
@@ -56,23 +57,9 @@ pub fn run(
     input: impl BufRead,
     mut output: impl Write,
 ) -> Result<usize, CheckError> {
-    let mut n = 0;
-    for line in input.split(b'\n') {
-        let mut line = line?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let at = now.unwrap_or_else(Utc::now);
-        let (event, decision) = policy.decide_bytes(&line, Origin::Intake, state, at);
-        if let Some(event) = &event {
-            state.record(event, &decision, at);
-        }
-        writeln!(output, "{}", decision.to_json())?;
-        n += 1;
-    }
+    let n = decide_lines(policy, state, now, input, |_, decision| {
+        writeln!(output, "{}", decision.to_json())
+    })?;
     output.flush()?;
     Ok(n)
 }
@@ -85,6 +72,23 @@ pub fn run_explained(
     now: Option<DateTime<Utc>>,
     input: impl BufRead,
     mut output: impl Write,
+) -> Result<usize, CheckError> {
+    let n = decide_lines(policy, state, now, input, |n, decision| {
+        write!(output, "{}", explain(n, decision))
+    })?;
+    output.flush()?;
+    Ok(n)
+}
+
+/// Decides and records every non-blank line of `input` in order (a
+/// trailing `\r` dropped) and hands `emit` each decision with its 1-based
+/// number; returns how many were decided.
+fn decide_lines(
+    policy: &Policy,
+    state: &mut MemoryState,
+    now: Option<DateTime<Utc>>,
+    input: impl BufRead,
+    mut emit: impl FnMut(usize, &Decision) -> std::io::Result<()>,
 ) -> Result<usize, CheckError> {
     let mut n = 0;
     for line in input.split(b'\n') {
@@ -101,15 +105,14 @@ pub fn run_explained(
             state.record(event, &decision, at);
         }
         n += 1;
-        write!(output, "{}", explain(n, &decision))?;
+        emit(n, &decision)?;
     }
-    output.flush()?;
     Ok(n)
 }
 
 /// One event's decision as a readable table: every rule that fired, its
 /// code, its citation and what it matched.
-pub fn explain(line: usize, d: &crate::decision::Decision) -> String {
+pub fn explain(line: usize, d: &Decision) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let id = d.message_id.as_deref().unwrap_or("(no message_id)");

@@ -254,20 +254,14 @@ fn run(settings: Settings) -> ExitCode {
     if let Err(e) = smsgate::logging::init(&settings.log) {
         return fail(EXIT_CONFIG, &e.to_string());
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
-    };
-    let result = runtime.block_on(async {
+    let result = match block_on(async {
         let shutdown = smsgate::pipeline::Shutdown::new();
         tokio::spawn(shutdown.clone().on_signals());
         smsgate::pipeline::run(settings, policy, shutdown).await
-    });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    }) {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) if e.is_config() => fail(EXIT_CONFIG, &e.to_string()),
@@ -318,23 +312,30 @@ fn healthcheck(listen: &str, path: &str) -> Result<(), String> {
 
 /// `smsgate demo`: exit 0 when it ran (finished or cut at --duration).
 fn demo(opts: smsgate::demo::DemoOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(1, &format!("cannot start runtime: {e}")),
-    };
-    let result = runtime.block_on(async {
+    let result = match block_on(async {
         let mut out = std::io::stdout();
         smsgate::demo::run(opts, &mut out).await
-    });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    }) {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e.to_string()),
     }
+}
+
+/// Runs `work` to completion on a two-worker runtime, then gives its
+/// remaining tasks a second to stop. Exit 1 when the runtime cannot start.
+fn block_on<F: std::future::Future>(work: F) -> Result<F::Output, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail(1, &format!("cannot start runtime: {e}")))?;
+    let result = runtime.block_on(work);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(result)
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {

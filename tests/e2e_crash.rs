@@ -14,7 +14,7 @@ use support::broker::Broker;
 use support::events::{self, Case};
 use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics};
 use support::kafka::{self, Collector, Record};
-use support::verify::{Delivery, verify};
+use support::verify::{Delivery, wait_and_verify};
 
 const EVENTS: usize = 30_000;
 const KILLS: usize = 4;
@@ -79,14 +79,15 @@ fn kill_9_mid_stream_loses_nothing() {
 
     let positions = producer.join().expect("producer thread");
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
-    let took = collector.wait_for(&positions, Duration::from_secs(300), Duration::from_secs(3));
-    let verdict = verify(
+    let (took, verdict) = wait_and_verify(
+        &collector,
         &topics.outbound,
+        &positions,
         &inputs,
-        &collector.outputs(),
         Delivery::AtLeastOnce,
+        Duration::from_secs(300),
+        "crash",
     );
-    verdict.print("crash");
     eprintln!(
         "[crash] {} inputs, {KILLS} kills: {} duplicates ({:.2} %), all decided after {:.1?}",
         positions.len(),
@@ -101,22 +102,7 @@ fn kill_9_mid_stream_loses_nothing() {
     );
     verdict.assert_ok();
 
-    let ends = kafka::ends(&positions);
-    let committed = kafka::wait_committed(
-        &broker.bootstrap(),
-        &topics.group,
-        &topics.outbound,
-        OUTBOUND_PARTITIONS,
-        &ends,
-        Duration::from_secs(30),
-    );
-    for (p, end) in &ends {
-        assert_eq!(
-            committed[p],
-            Some(*end),
-            "partition {p}: committed offset is not the end"
-        );
-    }
+    topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
     let status = gate
         .sigterm(Duration::from_secs(30))
         .expect("exit after SIGTERM");

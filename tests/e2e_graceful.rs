@@ -15,7 +15,7 @@ use support::broker::Broker;
 use support::events::{self, Case};
 use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics};
 use support::kafka::{self, Collector, Record};
-use support::verify::{Delivery, verify};
+use support::verify::{Delivery, wait_and_verify};
 
 const EVENTS: usize = 12_000;
 
@@ -104,15 +104,16 @@ fn sigterm_drains_commits_and_a_restart_continues_without_duplicates() {
         &above_with[..above_with.len().min(10)]
     );
 
-    let took = collector.wait_for(&positions, Duration::from_secs(300), Duration::from_secs(3));
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
-    let verdict = verify(
+    let (took, verdict) = wait_and_verify(
+        &collector,
         &topics.outbound,
+        &positions,
         &inputs,
-        &collector.outputs(),
         Delivery::ExactlyOnce,
+        Duration::from_secs(300),
+        "graceful",
     );
-    verdict.print("graceful");
     assert!(
         took.is_some(),
         "inputs lost after restart; log:\n{}",
@@ -121,22 +122,7 @@ fn sigterm_drains_commits_and_a_restart_continues_without_duplicates() {
     verdict.assert_ok();
     assert_eq!(verdict.duplicates, 0, "duplicates after a clean stop");
 
-    let ends = kafka::ends(&positions);
-    let committed = kafka::wait_committed(
-        &broker.bootstrap(),
-        &topics.group,
-        &topics.outbound,
-        OUTBOUND_PARTITIONS,
-        &ends,
-        Duration::from_secs(30),
-    );
-    for (p, end) in &ends {
-        assert_eq!(
-            committed[p],
-            Some(*end),
-            "partition {p}: committed offset is not the end"
-        );
-    }
+    topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
     let status = gate
         .sigterm(Duration::from_secs(30))
         .expect("exit after SIGTERM");

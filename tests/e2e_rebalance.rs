@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use support::broker::Broker;
 use support::events::{self, Case};
-use support::gate::{Gate, GateConfig, OUTBOUND_PARTITIONS, Topics};
+use support::gate::{Gate, GateConfig, Topics};
 use support::kafka::{self, Collector, Record};
-use support::verify::{Delivery, verify};
+use support::verify::{Delivery, wait_and_verify};
 
 const EVENTS: usize = 20_000;
 
@@ -80,14 +80,15 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
 
     let positions = producer.join().expect("producer thread");
     let inputs: HashMap<_, Case> = positions.iter().copied().zip(cases).collect();
-    let took = collector.wait_for(&positions, Duration::from_secs(300), Duration::from_secs(3));
-    let verdict = verify(
+    let (took, verdict) = wait_and_verify(
+        &collector,
         &topics.outbound,
+        &positions,
         &inputs,
-        &collector.outputs(),
         Delivery::AtLeastOnce,
+        Duration::from_secs(300),
+        "rebalance",
     );
-    verdict.print("rebalance");
     eprintln!(
         "[rebalance] {} inputs: {} duplicates across join and leave, all decided after {:.1?}",
         positions.len(),
@@ -101,22 +102,7 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
     );
     verdict.assert_ok();
 
-    let ends = kafka::ends(&positions);
-    let committed = kafka::wait_committed(
-        &broker.bootstrap(),
-        &topics.group,
-        &topics.outbound,
-        OUTBOUND_PARTITIONS,
-        &ends,
-        Duration::from_secs(30),
-    );
-    for (p, end) in &ends {
-        assert_eq!(
-            committed[p],
-            Some(*end),
-            "partition {p}: committed offset is not the end"
-        );
-    }
+    topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
     let status = first
         .sigterm(Duration::from_secs(30))
         .expect("exit after SIGTERM");

@@ -8,91 +8,16 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::json;
 use support::broker::Broker;
-use support::events::{afternoon_zone, cn_number};
+use support::events::cn_number;
 use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics};
-use support::kafka::{Collector, Output, Position, Record, Route, TestProducer};
+use support::kafka::{Collector, Position, Record, TestProducer};
+use support::marketing::{afternoon_marketing, decided, opt_in};
 
 /// The cap of the CN pack: 3 marketing texts per recipient and subject in 24 h.
 const CAP: usize = 3;
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// An evidenced marketing opt-in of `to` for jinyun-mall.
-fn opt_in(to: &str) -> Record {
-    let v = json!({
-        "to": to, "action": "opt_in", "scope": "marketing", "sender": "jinyun-mall",
-        "at": rfc3339(chrono::Utc::now() - chrono::Duration::days(30)),
-        "source": "web-form", "evidence_id": format!("ev-{to}"),
-    });
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
-
-/// Compliant marketing from jinyun-mall to `to`, afternoon in the
-/// recipient's zone (no quiet hours), keyed by the recipient.
-fn marketing(id: &str, to: &str) -> Record {
-    let v = json!({
-        "message_id": id,
-        "created_at": rfc3339(chrono::Utc::now()),
-        "to": to,
-        "sender": "jinyun-mall",
-        "category": "marketing",
-        "body": "【金云商城】冬季新品已上架，欢迎选购。回T退订",
-        "template_id": "tpl-winter",
-        "recipient": {"timezone": afternoon_zone()},
-    });
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
-
-/// The decision for one input: "approve", or the quarantine codes joined.
-fn verdict(o: &Output) -> String {
-    match o.route {
-        Route::Approved => "approve".into(),
-        Route::Deferred => "defer".into(),
-        Route::Quarantine => o.codes().join(","),
-    }
-}
-
-/// Waits until every position has an output; returns position → verdicts.
-fn decided(
-    collector: &Collector,
-    positions: &[Position],
-    gate: &Gate,
-) -> HashMap<Position, Vec<String>> {
-    let all = support::wait_until(Duration::from_secs(90), Duration::from_millis(50), || {
-        collector.covered(positions) == positions.len()
-    });
-    assert!(
-        all,
-        "only {} of {} inputs decided; log:\n{}",
-        collector.covered(positions),
-        positions.len(),
-        gate.log_tail()
-    );
-    let mut out: HashMap<Position, Vec<String>> = HashMap::new();
-    for o in collector.outputs() {
-        if let Some(s) = &o.source
-            && s.topic == collector.input_topic()
-        {
-            out.entry((s.partition, s.offset))
-                .or_default()
-                .push(verdict(&o));
-        }
-    }
-    out
-}
 
 fn send_in_order(producer: &TestProducer, topic: &str, records: &[Record]) -> Vec<Position> {
     records
@@ -133,7 +58,7 @@ fn a_restart_keeps_caps_and_duplicates() {
     let s = setup("caps-restart", 1);
     let tag = &s.topics.group;
     let texts: Vec<Record> = (0..=CAP)
-        .map(|i| marketing(&format!("{tag}-m{i}"), &s.to))
+        .map(|i| afternoon_marketing(&format!("{tag}-m{i}"), &s.to))
         .collect();
 
     let mut first = Gate::start(&s.config, "caps-restart-a");
@@ -177,7 +102,7 @@ fn kill_9_between_produce_and_commit_does_not_approve_twice() {
     let s = setup("caps-kill", 2);
     let tag = &s.topics.group;
     let texts: Vec<Record> = (0..=CAP)
-        .map(|i| marketing(&format!("{tag}-m{i}"), &s.to))
+        .map(|i| afternoon_marketing(&format!("{tag}-m{i}"), &s.to))
         .collect();
 
     let mut first = Gate::start(&s.config, "caps-kill-a");
@@ -257,7 +182,7 @@ fn caps_hold_when_a_partition_moves_to_another_instance() {
     let s = setup("caps-move", 3);
     let tag = &s.topics.group;
     let texts: Vec<Record> = (0..=CAP)
-        .map(|i| marketing(&format!("{tag}-m{i}"), &s.to))
+        .map(|i| afternoon_marketing(&format!("{tag}-m{i}"), &s.to))
         .collect();
 
     let mut a = Gate::start(&s.config, "caps-move-a");

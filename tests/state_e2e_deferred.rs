@@ -15,47 +15,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use serde_json::json;
 use support::broker::Broker;
 use support::events::{afternoon_zone, cn_number};
 use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics, crate_dir};
-use support::kafka::{Collector, Output, Record, Route, TestProducer};
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn consent(to: &str, action: &str) -> Record {
-    let mut v = json!({
-        "to": to, "action": action, "scope": "marketing", "sender": "jinyun-mall",
-        "at": rfc3339(Utc::now()), "source": "web-form",
-    });
-    if action == "opt_in" {
-        v["at"] = json!(rfc3339(Utc::now() - chrono::Duration::days(30)));
-        v["evidence_id"] = json!(format!("ev-{to}"));
-    }
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
-
-/// Marketing with no recipient zone: the pack's zone decides quiet hours.
-fn marketing(id: &str, to: &str) -> Record {
-    let v = json!({
-        "message_id": id,
-        "created_at": rfc3339(Utc::now()),
-        "to": to,
-        "sender": "jinyun-mall",
-        "category": "marketing",
-        "body": "【金云商城】冬季新品已上架，欢迎选购。回T退订",
-        "template_id": "tpl-winter",
-    });
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
+use support::kafka::{Collector, Output, Route, TestProducer};
+use support::marketing::{consent, marketing};
 
 /// A copy of the shipped packs whose CN marketing window opens at the
 /// start of the minute after next, local time in a midday zone.

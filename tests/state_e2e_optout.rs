@@ -6,88 +6,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
 use support::broker::Broker;
-use support::events::{afternoon_zone, cn_number};
+use support::events::cn_number;
 use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics, metric_sum};
-use support::kafka::{Collector, Output, Position, Record, Route, TestProducer};
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// An evidenced marketing opt-in of `to` for jinyun-mall.
-fn opt_in(to: &str) -> Record {
-    let v = json!({
-        "to": to, "action": "opt_in", "scope": "marketing", "sender": "jinyun-mall",
-        "at": rfc3339(chrono::Utc::now() - chrono::Duration::days(30)),
-        "source": "web-form", "evidence_id": format!("ev-{to}"),
-    });
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
-
-/// Compliant marketing from jinyun-mall to `to`, afternoon in the
-/// recipient's zone (no quiet hours), keyed by the recipient.
-fn marketing(id: &str, to: &str) -> Record {
-    let v = json!({
-        "message_id": id,
-        "created_at": rfc3339(chrono::Utc::now()),
-        "to": to,
-        "sender": "jinyun-mall",
-        "category": "marketing",
-        "body": "【金云商城】冬季新品已上架，欢迎选购。回T退订",
-        "template_id": "tpl-winter",
-        "recipient": {"timezone": afternoon_zone()},
-    });
-    Record {
-        key: Some(to.as_bytes().to_vec()),
-        value: serde_json::to_vec(&v).unwrap(),
-    }
-}
-
-/// The decision for one input: "approve", or the quarantine codes joined.
-fn verdict(o: &Output) -> String {
-    match o.route {
-        Route::Approved => "approve".into(),
-        Route::Deferred => "defer".into(),
-        Route::Quarantine => o.codes().join(","),
-    }
-}
-
-/// Waits until every position has an output; returns position → verdicts.
-fn decided(
-    collector: &Collector,
-    positions: &[Position],
-    gate: &Gate,
-) -> HashMap<Position, Vec<String>> {
-    let all = support::wait_until(Duration::from_secs(90), Duration::from_millis(50), || {
-        collector.covered(positions) == positions.len()
-    });
-    assert!(
-        all,
-        "only {} of {} inputs decided; log:\n{}",
-        collector.covered(positions),
-        positions.len(),
-        gate.log_tail()
-    );
-    let mut out: HashMap<Position, Vec<String>> = HashMap::new();
-    for o in collector.outputs() {
-        if let Some(s) = &o.source
-            && s.topic == collector.input_topic()
-        {
-            out.entry((s.partition, s.offset))
-                .or_default()
-                .push(verdict(&o));
-        }
-    }
-    out
-}
+use support::kafka::{Collector, Record, TestProducer};
+use support::marketing::{afternoon_marketing, decided, opt_in, rfc3339};
 
 fn latency_count(gate: &Gate) -> f64 {
     gate.get("/metrics")
@@ -110,7 +36,10 @@ fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
     b.wait_ready(Duration::from_secs(60));
 
     let tag = &topics.group;
-    let before = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m0"), &to)]);
+    let before = producer.send_all(
+        &topics.outbound,
+        &[afternoon_marketing(&format!("{tag}-m0"), &to)],
+    );
     let got = decided(&collector, &before, &a);
     assert_eq!(got[&before[0]], vec!["approve"], "opted in: approved");
 
@@ -175,7 +104,10 @@ fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
         );
     }
 
-    let after = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m1"), &to)]);
+    let after = producer.send_all(
+        &topics.outbound,
+        &[afternoon_marketing(&format!("{tag}-m1"), &to)],
+    );
     let got = decided(&collector, &after, &a);
     assert!(
         got[&after[0]][0].split(',').any(|c| c == "consent.revoked"),
@@ -185,7 +117,10 @@ fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
     // Every instance enforces it: stop A, the partition moves to B, and
     // B rejects the next text too.
     a.sigterm(Duration::from_secs(40));
-    let last = producer.send_all(&topics.outbound, &[marketing(&format!("{tag}-m2"), &to)]);
+    let last = producer.send_all(
+        &topics.outbound,
+        &[afternoon_marketing(&format!("{tag}-m2"), &to)],
+    );
     let got = decided(&collector, &last, &b);
     assert!(
         got[&last[0]][0].split(',').any(|c| c == "consent.revoked"),

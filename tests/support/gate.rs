@@ -77,6 +77,33 @@ impl Topics {
         }
     }
 
+    /// Asserts that the group has committed exactly the end of every
+    /// outbound partition `positions` were produced to, waiting up to
+    /// `timeout` for the commits.
+    pub fn assert_committed_to_end(
+        &self,
+        bootstrap: &str,
+        positions: &[super::kafka::Position],
+        timeout: Duration,
+    ) {
+        let ends = super::kafka::ends(positions);
+        let committed = super::kafka::wait_committed(
+            bootstrap,
+            &self.group,
+            &self.outbound,
+            OUTBOUND_PARTITIONS,
+            &ends,
+            timeout,
+        );
+        for (p, end) in &ends {
+            assert_eq!(
+                committed[p],
+                Some(*end),
+                "partition {p}: committed offset is not the end"
+            );
+        }
+    }
+
     /// The output topics as the collector wants them.
     pub fn routes(&self) -> Vec<(&str, u32, super::kafka::Route)> {
         use super::kafka::Route;

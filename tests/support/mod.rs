@@ -17,6 +17,7 @@ pub mod broker;
 pub mod events;
 pub mod gate;
 pub mod kafka;
+pub mod marketing;
 pub mod process;
 pub mod verify;
 

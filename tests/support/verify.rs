@@ -4,11 +4,12 @@
 //! and source. Collects every failure instead of stopping at the first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::events::{Case, EventForm, Expect};
-use super::kafka::{Output, Position, Route};
+use super::kafka::{Collector, Output, Position, Route};
 
 /// Whether an input may be decided more than once (after a crash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,25 @@ fn route_name(r: Route) -> &'static str {
         Route::Quarantine => "quarantine",
         Route::Deferred => "deferred",
     }
+}
+
+/// Waits up to `timeout` until every input in `positions` is decided (then
+/// 3 s more for late duplicates), verifies everything `collector` has seen
+/// against `inputs` and prints the figures under `label`. Returns how long
+/// the wait took (`None`: inputs still undecided) and the verdict.
+pub fn wait_and_verify(
+    collector: &Collector,
+    topic: &str,
+    positions: &[Position],
+    inputs: &HashMap<Position, Case>,
+    delivery: Delivery,
+    timeout: Duration,
+    label: &str,
+) -> (Option<Duration>, Verdict) {
+    let took = collector.wait_for(positions, timeout, Duration::from_secs(3));
+    let verdict = verify(topic, inputs, &collector.outputs(), delivery);
+    verdict.print(label);
+    (took, verdict)
 }
 
 /// Verifies `outputs` against `inputs` (position → case) read from `topic`.
