@@ -153,17 +153,37 @@ impl Harness {
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
+        // The mock cluster's end offsets are exact: read every partition to
+        // its end, so a partition whose fetch lags after an outage is not
+        // cut off by a quiet spell on the others.
+        let mut ends: HashMap<i32, i64> = (0..PARTITIONS)
+            .filter_map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .ok()?;
+                (high > 0).then_some((p, high))
+            })
+            .collect();
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut quiet_since = Instant::now();
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
+                    if ends
+                        .get(&m.partition())
+                        .is_some_and(|end| m.offset() + 1 >= *end)
+                    {
+                        ends.remove(&m.partition());
+                    }
                     out.push(m.detach());
                     quiet_since = Instant::now();
                 }
                 _ => {
-                    if out.len() >= min && quiet_since.elapsed() > Duration::from_millis(500) {
+                    if ends.is_empty()
+                        && out.len() >= min
+                        && quiet_since.elapsed() > Duration::from_millis(500)
+                    {
                         break;
                     }
                 }
