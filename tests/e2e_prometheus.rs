@@ -155,7 +155,7 @@ impl Prometheus {
     /// GET an API path; the `data` of a successful answer.
     fn api(&self, path_and_query: &str) -> Result<Value, String> {
         let (status, body) =
-            http_get_whole(self.addr, path_and_query).ok_or("no answer from Prometheus")?;
+            http_get(self.addr, path_and_query).ok_or("no answer from Prometheus")?;
         let json: Value =
             serde_json::from_str(&body).map_err(|e| format!("HTTP {status}: {e}: {body}"))?;
         if json["status"] != "success" {
@@ -213,25 +213,6 @@ impl Prometheus {
             .map(|(l, v)| (l.get(label).cloned().unwrap_or_default(), v))
             .collect()
     }
-}
-
-/// GET over HTTP/1.0, so that the answer is not chunked: (status, body).
-fn http_get_whole(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 fn url_encode(s: &str) -> String {
