@@ -86,6 +86,10 @@ pub struct PipelineSettings {
     pub commit_interval_ms: u64,
     /// Pause before a record whose delivery failed is produced again.
     pub retry_backoff_ms: u64,
+    /// Threads that parse, decide and produce (each owns a fixed share of
+    /// the input partitions, so a partition stays in order); 0 = one per
+    /// CPU core, at most 4.
+    pub workers: usize,
 }
 
 /// Durable state settings (`[state]`).
@@ -134,6 +138,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("pipeline.drain_timeout_secs", "20"),
     ("pipeline.commit_interval_ms", "1000"),
     ("pipeline.retry_backoff_ms", "500"),
+    ("pipeline.workers", "0"),
 ];
 
 impl Settings {
@@ -208,7 +213,21 @@ impl Settings {
         if self.pipeline.max_in_flight == 0 {
             return bad("pipeline.max_in_flight must be at least 1");
         }
+        if self.pipeline.workers > 64 {
+            return bad("pipeline.workers must be at most 64 (0 = one per CPU core)");
+        }
         Ok(())
+    }
+
+    /// `pipeline.workers`, with 0 resolved to the CPU cores (at most 4).
+    pub fn decide_workers(&self) -> usize {
+        match self.pipeline.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4),
+            n => n,
+        }
     }
 
     /// The changelog topic: `topics.changelog`, or `<group_id>.gate-state`.

@@ -34,6 +34,10 @@ pub struct Metrics {
     events_consumed: IntCounterVec,
     decisions: IntCounterVec,
     reasons: IntCounterVec,
+    /// `decisions` per outcome and `reasons` per code (in `ALL` order),
+    /// resolved once: a label lookup per event showed in the profile.
+    decisions_by_outcome: Vec<IntCounter>,
+    reasons_by_code: Vec<IntCounter>,
     produced: IntCounterVec,
     produce_errors: IntCounterVec,
     produce_retries: IntCounterVec,
@@ -109,7 +113,7 @@ impl Metrics {
         .expect("valid metric definition");
         r.register(Box::new(consent_records.clone()))
             .expect("metric registered once");
-        let m = Metrics {
+        let mut m = Metrics {
             events_consumed: counter_vec(
                 &r,
                 EVENTS_CONSUMED,
@@ -198,15 +202,22 @@ impl Metrics {
                     .expect("metric registered once");
                 c
             },
+            decisions_by_outcome: Vec::new(),
+            reasons_by_code: Vec::new(),
             registry: r,
             consent_caught_up: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             produce_errors_total: AtomicU64::new(0),
         };
-        for outcome in Outcome::ALL {
-            m.decisions.with_label_values(&[outcome.as_str()]);
-        }
+        m.decisions_by_outcome = Outcome::ALL
+            .iter()
+            .map(|o| m.decisions.with_label_values(&[o.as_str()]))
+            .collect();
+        m.reasons_by_code = ReasonCode::ALL
+            .iter()
+            .map(|c| m.reasons.with_label_values(&[c.as_str()]))
+            .collect();
         m.broker_up.set(1);
         m
     }
@@ -242,13 +253,13 @@ impl Metrics {
 
     /// One decision: its outcome, every reason code, and the poll → decision time.
     pub fn decided(&self, decision: &Decision, processing: Duration) {
-        self.decisions
-            .with_label_values(&[decision.outcome.as_str()])
-            .inc();
+        if let Some(c) = self.decisions_by_outcome.get(decision.outcome as usize) {
+            c.inc();
+        }
         for reason in &decision.reasons {
-            self.reasons
-                .with_label_values(&[reason.code.as_str()])
-                .inc();
+            if let Some(c) = self.reasons_by_code.get(reason.code as usize) {
+                c.inc();
+            }
         }
         self.processing.observe(processing.as_secs_f64());
     }

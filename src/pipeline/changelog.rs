@@ -17,9 +17,9 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::gate_state::GateState;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::state::Stores;
 
 /// Partition count of `topic`, `None` when it does not exist.
 fn partition_count(
@@ -112,7 +112,7 @@ pub fn ensure_topic(
     Ok(())
 }
 
-/// Reads changelog partitions back into the [`GateState`].
+/// Reads changelog partitions back into the [`Stores`].
 pub struct ChangelogReader {
     consumer: BaseConsumer,
     topic: String,
@@ -136,7 +136,7 @@ impl ChangelogReader {
     /// beginning of their changelog partitions to the end offsets seen now.
     /// Returns false when the deadline passed first (the rest is decided
     /// with what was restored; logged as an error).
-    pub fn restore(&self, partitions: &[i32], state: &GateState, metrics: &Metrics) -> bool {
+    pub fn restore(&self, partitions: &[i32], state: &Stores, metrics: &Metrics) -> bool {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut targets: HashMap<i32, i64> = HashMap::new();

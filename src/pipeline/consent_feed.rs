@@ -1,6 +1,6 @@
 //! The consent feed: reads `topics.consent` from the beginning, every
 //! partition, without a consumer group, and keeps reading while the gate
-//! runs. Each valid event goes into the [`GateState`]; an invalid one is
+//! runs. Each valid event goes into the [`Stores`]; an invalid one is
 //! counted and skipped (a consent record never stops the feed).
 //!
 //! "Caught up" means every partition known at start has been read up to the
@@ -18,8 +18,8 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, config::RDKafkaLogLevel};
 
-use super::gate_state::GateState;
 use super::shutdown::Shutdown;
+use crate::state::Stores;
 use chrono::Utc;
 
 use crate::consent::ConsentEvent;
@@ -45,7 +45,7 @@ impl ConsumerContext for FeedContext {}
 pub struct ConsentFeed {
     consumer: BaseConsumer<FeedContext>,
     topic: String,
-    state: Arc<GateState>,
+    state: Arc<Stores>,
     metrics: Arc<Metrics>,
     assigned: HashSet<i32>,
     /// Partition → next offset to read, for re-assigning.
@@ -67,7 +67,7 @@ impl ConsentFeed {
     pub fn start(
         config: &ClientConfig,
         topic: &str,
-        state: Arc<GateState>,
+        state: Arc<Stores>,
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> Result<ConsentFeed, KafkaError> {

@@ -109,6 +109,11 @@ impl Flight {
         self.lock().tracker.is_assigned(&partition)
     }
 
+    /// True while `partition` is assigned under `epoch` (not revoked since).
+    pub fn is_current(&self, partition: i32, epoch: Epoch) -> bool {
+        self.lock().tracker.is_current(&partition, epoch)
+    }
+
     pub fn take(&self, partition: i32, offset: i64) -> Option<Epoch> {
         self.lock().tracker.take(&partition, offset)
     }

@@ -12,7 +12,6 @@
 pub mod changelog;
 pub mod consent_feed;
 pub mod flight;
-pub mod gate_state;
 pub mod kafka;
 pub mod offsets;
 pub mod rebalance;
@@ -21,6 +20,7 @@ pub mod replies;
 pub mod route;
 pub mod shutdown;
 pub mod source;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -34,9 +34,9 @@ use crate::config::Settings;
 use crate::metrics::server::{ListenError, MetricsServer};
 use crate::metrics::{Metrics, Snapshot};
 use crate::policy::Policy;
+use crate::state::Stores;
 use consent_feed::ConsentFeed;
 use flight::{Dispatcher, Flight};
-pub use gate_state::GateState;
 use rebalance::{GateConsumer, GateContext};
 pub use shutdown::Shutdown;
 
@@ -95,7 +95,7 @@ pub struct RunSummary {
 pub struct Gate {
     settings: Settings,
     policy: Arc<Policy>,
-    state: Arc<GateState>,
+    state: Arc<Stores>,
     metrics: Arc<Metrics>,
     metrics_addr: Arc<OnceLock<SocketAddr>>,
 }
@@ -113,7 +113,7 @@ impl Gate {
     pub fn new(settings: Settings, policy: Policy) -> Gate {
         let metrics = Arc::new(Metrics::new());
         metrics.policy_loaded(policy.version());
-        let state = Arc::new(GateState::new(&policy));
+        let state = Arc::new(Stores::for_policy(&policy));
         Gate {
             settings,
             policy: Arc::new(policy),
@@ -127,7 +127,7 @@ impl Gate {
         self.metrics.clone()
     }
 
-    pub fn state(&self) -> Arc<GateState> {
+    pub fn state(&self) -> Arc<Stores> {
         self.state.clone()
     }
 
@@ -264,6 +264,21 @@ impl Gate {
             Dispatcher::new(&kafka::producer(s), flight.clone(), self.metrics.clone())
                 .map_err(|e| PipelineError::Client(e.to_string()))?,
         );
+        // Deciders (fed by the consume loop; flushed by the revoke callback).
+        let handler = Arc::new(worker::Handler {
+            policy: self.policy.clone(),
+            state: self.state.clone(),
+            topics: s.topics.clone(),
+            changelog: changelog_topic.clone(),
+            flight: flight.clone(),
+            dispatcher: dispatcher.clone(),
+            metrics: self.metrics.clone(),
+            abandon: AtomicBool::new(false),
+        });
+        let workers = Arc::new(
+            worker::Workers::start(s.decide_workers(), handler)
+                .map_err(|e| PipelineError::Thread(e.to_string()))?,
+        );
         let context = GateContext {
             flight: flight.clone(),
             dispatcher: dispatcher.clone(),
@@ -273,6 +288,7 @@ impl Gate {
             started: AtomicBool::new(true),
             state: self.state.clone(),
             changelog: changelog_reader,
+            workers: workers.clone(),
         };
         let consumer: GateConsumer = kafka::group_consumer(s)
             .create_with_context(context)
@@ -310,13 +326,13 @@ impl Gate {
             group = %s.kafka.group_id,
             policy = %self.policy.version(),
             metrics = %self.metrics_addr.get().map(|a| a.to_string()).unwrap_or_default(),
+            workers = s.decide_workers(),
             "consuming"
         );
 
         // 4. Consume until stopped.
         let intake = source::Intake {
             consumer,
-            policy: &self.policy,
             state: &self.state,
             settings: s,
             changelog: &changelog_topic,
@@ -328,6 +344,7 @@ impl Gate {
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
         consumer.context().commit_now(consumer, None, false);
+        workers.stop();
         let _ = dispatcher
             .producer()
             .flush(deadline.saturating_duration_since(Instant::now()));

@@ -21,8 +21,9 @@ use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
 use super::changelog::ChangelogReader;
 use super::flight::{Dispatcher, Flight};
-use super::gate_state::GateState;
+use super::worker::Workers;
 use crate::metrics::Metrics;
+use crate::state::Stores;
 
 pub struct GateContext {
     pub(crate) flight: Arc<Flight>,
@@ -34,8 +35,11 @@ pub struct GateContext {
     /// Set once start-up succeeded; before that, errors are the caller's.
     pub(crate) started: AtomicBool,
     /// Caps and duplicates: restored on assign, dropped on revoke.
-    pub(crate) state: Arc<GateState>,
+    pub(crate) state: Arc<Stores>,
     pub(crate) changelog: ChangelogReader,
+    /// The decide workers: a revoke hands over their partly filled batches
+    /// before draining.
+    pub(crate) workers: Arc<Workers>,
 }
 
 pub type GateConsumer = BaseConsumer<GateContext>;
@@ -107,6 +111,9 @@ impl GateContext {
     fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
         self.metrics.rebalanced("revoke");
+        if let Err(e) = self.workers.flush() {
+            tracing::error!(error = %e, "cannot hand records to a decide worker");
+        }
         if consumer.assignment_lost() {
             tracing::warn!(
                 ?partitions,

@@ -25,21 +25,20 @@ pub const HEADER_RELEASE_AT: &str = "smsgate-release-at";
 pub struct Output<'a> {
     pub topic: &'a str,
     pub payload: Cow<'a, [u8]>,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'a, str>)>,
 }
 
 /// Builds the output record for `decision` about the input `value` read at `source`.
 pub fn route<'a>(
     topics: &'a Topics,
-    decision: &Decision,
+    decision: &'a Decision,
     value: &'a [u8],
     source: &Source,
 ) -> Output<'a> {
-    let mut headers = vec![
-        (HEADER_OUTCOME, decision.outcome.as_str().to_string()),
-        (HEADER_POLICY, decision.policy_version.to_string()),
-        (HEADER_SOURCE, source.to_string()),
-    ];
+    let mut headers = Vec::with_capacity(4);
+    headers.push((HEADER_OUTCOME, Cow::Borrowed(decision.outcome.as_str())));
+    headers.push((HEADER_POLICY, Cow::Borrowed(&*decision.policy_version)));
+    headers.push((HEADER_SOURCE, Cow::Owned(source.to_string())));
     match decision.outcome {
         Outcome::Approve => Output {
             topic: &topics.approved,
@@ -51,7 +50,7 @@ pub fn route<'a>(
             // it, releasing at once is the safe reading (the release path
             // decides it again).
             let at = decision.release_at.unwrap_or(decision.decided_at);
-            headers.push((HEADER_RELEASE_AT, format_time(&at)));
+            headers.push((HEADER_RELEASE_AT, Cow::Owned(format_time(&at))));
             Output {
                 topic: &topics.deferred,
                 payload: Cow::Borrowed(value),
@@ -66,7 +65,7 @@ pub fn route<'a>(
             };
             Output {
                 topic: &topics.quarantine,
-                payload: Cow::Owned(record.to_json().into_bytes()),
+                payload: Cow::Owned(record.to_json_bytes()),
                 headers,
             }
         }
@@ -133,14 +132,15 @@ mod tests {
         o.headers
             .iter()
             .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     #[test]
     fn approved_value_is_the_input_bytes_with_contract_headers() {
         let t = topics();
         let value = "{\"message_id\":\"m-1\",  \"body\":\"【惠农】…\"}".as_bytes();
-        let o = route(&t, &decision(&[], None), value, &source());
+        let d = decision(&[], None);
+        let o = route(&t, &d, value, &source());
         assert_eq!(o.topic, "sms.approved");
         assert_eq!(&*o.payload, value);
         assert!(matches!(o.payload, Cow::Borrowed(_)));
@@ -152,12 +152,8 @@ mod tests {
     #[test]
     fn rejected_goes_to_quarantine_as_decision_plus_event_plus_source() {
         let t = topics();
-        let o = route(
-            &t,
-            &decision(&[ReasonCode::ConsentMissing], None),
-            br#"{"message_id":"m-1"}"#,
-            &source(),
-        );
+        let d = decision(&[ReasonCode::ConsentMissing], None);
+        let o = route(&t, &d, br#"{"message_id":"m-1"}"#, &source());
         assert_eq!(o.topic, "sms.quarantine");
         let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
         assert_eq!(v["outcome"], "reject");
@@ -171,12 +167,8 @@ mod tests {
     #[test]
     fn malformed_bytes_are_kept_as_a_string_in_quarantine() {
         let t = topics();
-        let o = route(
-            &t,
-            &decision(&[ReasonCode::Malformed], None),
-            b"\xffnot json",
-            &source(),
-        );
+        let d = decision(&[ReasonCode::Malformed], None);
+        let o = route(&t, &d, b"\xffnot json", &source());
         let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
         assert!(v["event"].as_str().unwrap().ends_with("not json"));
     }
@@ -185,12 +177,8 @@ mod tests {
     fn deferred_keeps_the_bytes_and_carries_release_at_in_utc() {
         let t = topics();
         let at = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
-        let o = route(
-            &t,
-            &decision(&[ReasonCode::QuietHours], Some(at)),
-            b"{}",
-            &source(),
-        );
+        let d = decision(&[ReasonCode::QuietHours], Some(at));
+        let o = route(&t, &d, b"{}", &source());
         assert_eq!(o.topic, "sms.deferred");
         assert_eq!(&*o.payload, b"{}");
         assert_eq!(header(&o, HEADER_RELEASE_AT), Some("2026-11-29T00:00:00Z"));
@@ -201,12 +189,8 @@ mod tests {
     fn an_oversized_value_is_cut_in_quarantine_so_it_stays_producible() {
         let t = topics();
         let value = vec![b'x'; 5 * 1024 * 1024];
-        let o = route(
-            &t,
-            &decision(&[ReasonCode::Malformed], None),
-            &value,
-            &source(),
-        );
+        let d = decision(&[ReasonCode::Malformed], None);
+        let o = route(&t, &d, &value, &source());
         assert!(o.payload.len() < 2 * MAX_EVENT_BYTES);
         let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
         assert!(

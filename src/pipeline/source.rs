@@ -1,5 +1,6 @@
-//! The consume loop: poll `topics.outbound`, decide, route, produce, and
-//! commit the acknowledged prefix of each partition periodically.
+//! The consume loop: poll `topics.outbound`, claim each record's offset and
+//! hand it to its partition's decide worker ([`super::worker`]); commit the
+//! acknowledged prefix of each partition periodically; prune old state.
 //!
 //! Backpressure: when `pipeline.max_in_flight` records are unacknowledged
 //! the loop stops taking records and waits for acknowledgements, polling
@@ -10,8 +11,6 @@
 //! A record is never skipped: a failed delivery is produced again; a record
 //! that cannot be parsed is quarantined as `malformed`.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -20,16 +19,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::flight::Pending;
-use super::gate_state::GateState;
 use super::rebalance::GateConsumer;
-use super::route;
 use super::shutdown::Shutdown;
+use super::worker::Job;
 use crate::config::Settings;
-use crate::decision::{Decision, Outcome, Source};
-use crate::event::OutboundSms;
-use crate::mask;
-use crate::policy::{Origin, Policy};
-use crate::state::partition::key_is_recipient;
+use crate::policy::Origin;
+use crate::state::Stores;
 
 /// How often a full gate still polls (see the backpressure note above).
 const FULL_POLL_EVERY: Duration = Duration::from_secs(1);
@@ -39,10 +34,9 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) struct Intake<'a> {
     pub consumer: &'a GateConsumer,
-    pub policy: &'a Policy,
-    pub state: &'a GateState,
+    pub state: &'a Stores,
     pub settings: &'a Settings,
-    /// The changelog topic of caps and duplicates.
+    /// The changelog topic of caps and duplicates (for prune tombstones).
     pub changelog: &'a str,
 }
 
@@ -79,14 +73,33 @@ impl Intake<'_> {
             // unreachable, at most one more record per interval is admitted).
             if ctx.flight.pending_total() >= max_in_flight && last_poll.elapsed() < FULL_POLL_EVERY
             {
+                if let Err(e) = ctx.workers.flush() {
+                    return Ended::Fatal(e.to_string());
+                }
                 ctx.flight.wait_change(Duration::from_millis(20));
                 continue;
             }
             last_poll = Instant::now();
-            let timeout = Duration::from_millis(100);
+            // Records batched for the workers go out as soon as the
+            // consumer has nothing more at hand.
+            let unflushed = ctx.workers.has_unflushed();
+            let timeout = if unflushed {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
             match self.consumer.poll(timeout) {
+                None if unflushed => {
+                    if let Err(e) = ctx.workers.flush() {
+                        return Ended::Fatal(e.to_string());
+                    }
+                }
                 None => {}
-                Some(Ok(message)) => self.process(&message),
+                Some(Ok(message)) => {
+                    if let Err(why) = self.process(&message) {
+                        return Ended::Fatal(why);
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) if super::kafka::is_fatal(&e) => {
                     return Ended::Fatal(format!("consumer: {e}"));
@@ -97,19 +110,22 @@ impl Intake<'_> {
                 }
             }
         }
-        Ended::Stopped
+        match ctx.workers.flush() {
+            Ok(()) => Ended::Stopped,
+            Err(e) => Ended::Fatal(e.to_string()),
+        }
     }
 
-    fn process(&self, m: &BorrowedMessage<'_>) {
+    /// Claims the record's offset and queues it for its partition's worker.
+    fn process(&self, m: &BorrowedMessage<'_>) -> Result<(), String> {
         let polled_at = Instant::now();
         let ctx = self.consumer.context();
         let (partition, offset) = (m.partition(), m.offset());
         ctx.metrics.consumed(m.topic());
         let Some(epoch) = ctx.flight.take(partition, offset) else {
             // Not (or no longer) ours: the owner reads it from the committed offset.
-            return;
+            return Ok(());
         };
-        let value = m.payload().unwrap_or_default();
         // A held message handed back at its release time is decided again
         // in full, as a release (see `release`).
         let origin = if super::release::header(m, super::release::HEADER_RELEASE).is_some() {
@@ -117,44 +133,16 @@ impl Intake<'_> {
         } else {
             Origin::Intake
         };
-        let decided = self
-            .state
-            .decide(self.policy, partition, value, origin, Utc::now());
-        let (event, decision) = (decided.event.as_ref(), &decided.decision);
-        if event.is_some_and(|e| !key_is_recipient(m.key(), &e.to)) {
-            ctx.metrics.non_recipient_key();
-        }
-        ctx.metrics.decided(decision, polled_at.elapsed());
-        let source = Source {
-            topic: m.topic().to_string(),
+        let job = Job {
             partition,
             offset,
+            epoch,
+            polled_at,
+            origin,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
         };
-        log_decision(decision, event, &source);
-        let out = route::route(&self.settings.topics, decision, value, &source);
-        // The offset is acknowledged once the output and every changelog
-        // entry of this decision are: the state survives before the commit.
-        let outstanding = (!decided.changelog.is_empty())
-            .then(|| Arc::new(AtomicUsize::new(1 + decided.changelog.len())));
-        let pending = |to_partition| {
-            Box::new(Pending {
-                partition,
-                epoch,
-                offset,
-                polled_at,
-                outstanding: outstanding.clone(),
-                to_partition,
-            })
-        };
-        for entry in &decided.changelog {
-            ctx.dispatcher.send_changelog(
-                self.changelog,
-                &entry.key,
-                entry.value.as_deref(),
-                pending(Some(partition)),
-            );
-        }
-        ctx.dispatcher.send(&out, m.key(), pending(None));
+        ctx.workers.submit(job).map_err(|e| e.to_string())
     }
 
     /// Drops caps and duplicates past their windows and writes the
@@ -162,10 +150,7 @@ impl Intake<'_> {
     /// written again by the prune after the next restore).
     fn prune(&self) {
         let ctx = self.consumer.context();
-        let tombstones = self.state.prune(Utc::now());
-        let (dedup, caps) = self.state.sizes();
-        ctx.metrics.state_entries(dedup, caps);
-        for (partition, entry) in tombstones {
+        self.state.prune(Utc::now(), |partition, entry| {
             ctx.dispatcher.send_changelog(
                 self.changelog,
                 &entry.key,
@@ -179,52 +164,8 @@ impl Intake<'_> {
                     to_partition: Some(partition),
                 }),
             );
-        }
-    }
-}
-
-/// One info line per quarantined event; deferred ones at debug, approved
-/// ones at trace. The number is masked, the body never logged.
-fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Source) {
-    // Masked only when a line is written (most decisions log nothing).
-    let to = || {
-        event
-            .map(|e| mask::phone(&e.to))
-            .unwrap_or_else(|| "-".into())
-    };
-    let message_id = decision.message_id.as_deref().unwrap_or("-");
-    let reasons = || {
-        decision
-            .reasons
-            .iter()
-            .map(|r| r.code.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    match decision.outcome {
-        Outcome::Reject => tracing::info!(
-            message_id,
-            to = to(),
-            partition = source.partition,
-            offset = source.offset,
-            outcome = "reject",
-            reasons = reasons(),
-            "quarantined"
-        ),
-        Outcome::Defer => tracing::debug!(
-            message_id,
-            to = to(),
-            partition = source.partition,
-            offset = source.offset,
-            outcome = "defer",
-            reasons = reasons(),
-            "deferred"
-        ),
-        Outcome::Approve => tracing::trace!(
-            message_id,
-            partition = source.partition,
-            offset = source.offset,
-            "approved"
-        ),
+        });
+        let (dedup, caps) = self.state.sizes();
+        ctx.metrics.state_entries(dedup, caps);
     }
 }

@@ -1,13 +1,17 @@
-//! Every store the gate decides against, behind one type the pipeline can
-//! hold under one lock: the consent table (all recipients) and one
-//! [`PartitionState`] per assigned input partition.
+//! Every store the gate decides against, shared by the pipeline's decide
+//! workers: the consent table (all recipients, read by every decision,
+//! written by the consent feed) and one [`PartitionState`] per assigned
+//! input partition, each behind its own lock so workers deciding different
+//! partitions never wait for each other.
 //!
-//! Deciding and recording happen in one call, so two events with the same
-//! `message_id` can never both pass as first; the call returns the
-//! changelog entries the pipeline must write (to the changelog partition
-//! numbered like the input partition) before committing the input offset.
+//! Deciding and recording happen in one call under the partition's lock, so
+//! two events with the same `message_id` can never both pass as first; the
+//! call returns the changelog entries the pipeline must write (to the
+//! changelog partition numbered like the input partition) before committing
+//! the input offset.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -29,19 +33,39 @@ pub struct Decided {
     pub changelog: Vec<ChangelogEntry>,
 }
 
+/// One partition's caps and duplicates, locked while a decision uses them.
+type Shared = Arc<Mutex<PartitionState>>;
+
 #[derive(Debug)]
 pub struct Stores {
-    consent: ConsentTable,
-    partitions: HashMap<i32, PartitionState>,
+    /// Read by every decision, written only by the consent feed.
+    consent: RwLock<ConsentTable>,
+    /// The map changes only on assign and revoke; each entry has its own
+    /// lock (one worker decides a partition at a time).
+    partitions: RwLock<HashMap<i32, Shared>>,
     dedup_window: Duration,
     cap_window: Duration,
+}
+
+// A panic elsewhere cannot leave a store half-updated in a way that matters
+// more than stopping the gate would: poisoned locks are used as they are.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Stores {
     pub fn new(dedup_window: Duration, cap_window: Duration) -> Stores {
         Stores {
-            consent: ConsentTable::new(),
-            partitions: HashMap::new(),
+            consent: RwLock::new(ConsentTable::new()),
+            partitions: RwLock::new(HashMap::new()),
             dedup_window,
             cap_window,
         }
@@ -52,68 +76,82 @@ impl Stores {
         Stores::new(policy.dedup_window(), policy.cap_window())
     }
 
-    pub fn consent(&self) -> &ConsentTable {
-        &self.consent
+    /// The consent table, read-locked (consent writes wait meanwhile).
+    pub fn consent(&self) -> RwLockReadGuard<'_, ConsentTable> {
+        read(&self.consent)
     }
 
-    pub fn apply_consent(&mut self, event: &ConsentEvent) -> Applied {
-        self.consent.apply(event)
+    pub fn apply_consent(&self, event: &ConsentEvent) -> Applied {
+        write(&self.consent).apply(event)
     }
 
-    pub fn apply_consent_bytes(&mut self, value: &[u8]) -> Result<Applied, ConsentError> {
-        self.consent.apply_bytes(value)
+    /// Applies one consent record value; returns what `apply` did and the
+    /// number of recipients known after.
+    pub fn apply_consent_bytes(&self, value: &[u8]) -> Result<(Applied, usize), ConsentError> {
+        let mut table = write(&self.consent);
+        let applied = table.apply_bytes(value)?;
+        Ok((applied, table.recipients()))
+    }
+
+    fn fresh(&self) -> Shared {
+        Arc::new(Mutex::new(PartitionState::new(
+            self.dedup_window,
+            self.cap_window,
+        )))
     }
 
     /// An input partition was assigned: start it empty, then `restore` its
     /// changelog before deciding its records.
-    pub fn assign(&mut self, partition: i32) {
-        self.partitions.insert(
-            partition,
-            PartitionState::new(self.dedup_window, self.cap_window),
-        );
+    pub fn assign(&self, partition: i32) {
+        let fresh = self.fresh();
+        write(&self.partitions).insert(partition, fresh);
     }
 
     /// Applies one record of the partition's changelog.
     pub fn restore(
-        &mut self,
+        &self,
         partition: i32,
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), ChangelogError> {
-        self.partition_mut(partition).apply_changelog(key, value)
+        lock(&self.partition(partition)).apply_changelog(key, value)
     }
 
     /// The partition moved away: its state now lives with the new owner.
-    pub fn revoke(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
+    pub fn revoke(&self, partition: i32) {
+        write(&self.partitions).remove(&partition);
     }
 
-    fn partition_mut(&mut self, partition: i32) -> &mut PartitionState {
-        let (d, c) = (self.dedup_window, self.cap_window);
-        self.partitions
+    /// The partition's state, created empty if it is not there.
+    fn partition(&self, partition: i32) -> Shared {
+        if let Some(s) = read(&self.partitions).get(&partition) {
+            return s.clone();
+        }
+        let fresh = self.fresh();
+        write(&self.partitions)
             .entry(partition)
-            .or_insert_with(|| PartitionState::new(d, c))
+            .or_insert(fresh)
+            .clone()
     }
 
     /// Decides one record of `partition` and records the decision.
     pub fn decide(
-        &mut self,
+        &self,
         policy: &Policy,
         partition: i32,
         bytes: &[u8],
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Decided {
-        let (d, c) = (self.dedup_window, self.cap_window);
-        let state = self
-            .partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionState::new(d, c));
+        let shared = self.partition(partition);
+        let mut state = lock(&shared);
+        let consent = read(&self.consent);
         let view = GateView {
-            consent: &self.consent,
-            partition: state,
+            consent: &*consent,
+            partition: &state,
         };
         let (event, decision) = policy.decide_bytes(bytes, origin, &view, now);
+        drop(consent);
         let changelog = match &event {
             Some(e) => state.record(e, &decision, now),
             None => Vec::new(),
@@ -125,22 +163,26 @@ impl Stores {
         }
     }
 
-    /// The partition's caps and duplicates (e.g. for `should_release`).
-    pub fn partition(&self, partition: i32) -> Option<&PartitionState> {
-        self.partitions.get(&partition)
-    }
-
-    /// Prunes every partition; returns (partition, tombstone) to write.
-    pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<(i32, ChangelogEntry)> {
-        self.partitions
-            .iter_mut()
-            .flat_map(|(p, s)| s.prune(now).into_iter().map(|e| (*p, e)))
-            .collect()
+    /// Prunes every partition and hands each tombstone to `emit` while that
+    /// partition is still locked, so a tombstone is always produced before
+    /// any later entry for the same key.
+    pub fn prune(&self, now: DateTime<Utc>, mut emit: impl FnMut(i32, ChangelogEntry)) {
+        let partitions: Vec<(i32, Shared)> = read(&self.partitions)
+            .iter()
+            .map(|(p, s)| (*p, s.clone()))
+            .collect();
+        for (p, shared) in partitions {
+            let mut state = lock(&shared);
+            for entry in state.prune(now) {
+                emit(p, entry);
+            }
+        }
     }
 
     /// Remembered message ids and cap keys over all partitions (gauges).
     pub fn sizes(&self) -> (usize, usize) {
-        self.partitions.values().fold((0, 0), |(d, c), s| {
+        read(&self.partitions).values().fold((0, 0), |(d, c), s| {
+            let s = lock(s);
             (d + s.dedup_entries(), c + s.cap_keys())
         })
     }
@@ -165,13 +207,13 @@ mod tests {
     fn a_replay_on_the_new_owner_of_a_partition_is_a_duplicate() {
         let policy = policy();
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
-        let mut old_owner = Stores::for_policy(&policy);
+        let old_owner = Stores::for_policy(&policy);
         old_owner.assign(3);
         let first = old_owner.decide(&policy, 3, EVENT.as_bytes(), Origin::Intake, now);
         assert!(!first.decision.has(ReasonCode::Duplicate));
         assert_eq!(first.changelog.len(), 1);
 
-        let mut new_owner = Stores::for_policy(&policy);
+        let new_owner = Stores::for_policy(&policy);
         new_owner.assign(3);
         for e in &first.changelog {
             new_owner.restore(3, &e.key, e.value.as_deref()).unwrap();
@@ -186,7 +228,7 @@ mod tests {
     #[test]
     fn malformed_input_changes_no_state() {
         let policy = policy();
-        let mut stores = Stores::for_policy(&policy);
+        let stores = Stores::for_policy(&policy);
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
         let d = stores.decide(&policy, 0, b"not json", Origin::Intake, now);
         assert!(d.event.is_none());
