@@ -286,3 +286,52 @@ fn only_recipient_keys_count_as_recipient_keyed() {
     assert!(!key_is_recipient(Some(b"m-1"), "+8613812345678"));
     assert!(!key_is_recipient(None, "+8613812345678"));
 }
+
+#[test]
+fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
+    let mut writer = store();
+    let mut entries = Vec::new();
+    for (i, to) in RECIPIENTS.iter().enumerate() {
+        let id = format!("m-{i}");
+        let ev = event(&id, to, SUBJECTS[0], Category::Marketing);
+        entries.extend(writer.record(&ev, &decision(&id, Outcome::Approve, t0()), t0()));
+    }
+    let batch = writer.seal(&entries, t0());
+    assert!(batch.key.starts_with(b"batch/"));
+    assert_eq!(writer.batch_records(), 1);
+
+    // One Kafka record carries all six entries; a restore from it alone
+    // answers like the writer.
+    let mut reader = store();
+    reader
+        .apply_changelog(&batch.key, batch.value.as_deref())
+        .unwrap();
+    for (i, to) in RECIPIENTS.iter().enumerate() {
+        let id = format!("m-{i}");
+        assert_eq!(reader.seen(&id), writer.seen(&id));
+        assert_eq!(
+            reader.approved_since(to, SUBJECTS[0], t0() - Duration::hours(1)),
+            1
+        );
+    }
+    assert_eq!(reader.batch_records(), 1);
+    // A second batch from the same writer never reuses the key.
+    assert_ne!(writer.seal(&[], t0()).key, batch.key);
+
+    // Past both windows, the prune deletes the batch with one tombstone.
+    let tombstones = reader.prune(t0() + Duration::hours(24) + Duration::seconds(1));
+    assert!(
+        tombstones
+            .iter()
+            .any(|e| e.key == batch.key && e.value.is_none())
+    );
+    assert_eq!(reader.batch_records(), 0);
+    assert_eq!(reader.dedup_entries(), 0);
+    // Read back, a batch tombstone forgets the batch.
+    let mut again = store();
+    again
+        .apply_changelog(&batch.key, batch.value.as_deref())
+        .unwrap();
+    again.apply_changelog(&batch.key, None).unwrap();
+    assert_eq!(again.batch_records(), 0);
+}

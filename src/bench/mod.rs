@@ -327,6 +327,16 @@ fn run_gate(
         .find(|(k, _)| k == "SMSGATE__TOPICS__OUTBOUND")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    // Completion counts the output topics only: the gate also produces to
+    // its changelog (caps and duplicates), which must not count as output.
+    let outputs: Vec<String> = ["APPROVED", "QUARANTINE", "DEFERRED"]
+        .iter()
+        .filter_map(|t| {
+            env.iter()
+                .find(|(k, _)| *k == format!("SMSGATE__TOPICS__{t}"))
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
     let n = opts.events as f64;
     let mut ready_at = None;
     let mut first: Option<(Instant, u64, f64, f64)> = None;
@@ -365,7 +375,11 @@ fn run_gate(
             let mid = prev.0 + (now.0 - prev.0) / 2;
             first = Some((mid, (prev.1 + now.1) / 2, prev.2, prev.3));
         }
-        if page.sum(names::PRODUCED) >= n {
+        let produced: f64 = outputs
+            .iter()
+            .map(|t| page.get(names::PRODUCED, "topic", t))
+            .sum();
+        if produced >= n {
             let rss = procstat::peak_rss_mb(pid).unwrap_or(0.0);
             last_page = (page, now, rss);
             break;
@@ -376,6 +390,13 @@ fn run_gate(
     let (t0, t0_ms, cpu0, wait0) = first.unwrap_or(prev);
     let status = terminate(&mut child, Duration::from_secs(30));
     let seconds = end.0.duration_since(t0).as_secs_f64().max(1e-6);
+    let decided = page.sum(names::DECISIONS);
+    if decided < n {
+        return Err(BenchError::Gate(format!(
+            "{n} outputs acknowledged but only {decided} decisions counted; see {}",
+            log_path.display()
+        )));
+    }
     Ok(GateFigures {
         rps: n / seconds,
         seconds,

@@ -270,8 +270,13 @@ impl Metrics {
 
     /// The broker acknowledged an output record; `end_to_end` runs from poll.
     pub fn delivered(&self, topic: &str, end_to_end: Duration) {
-        self.in_flight.dec();
-        self.produced.with_label_values(&[topic]).inc();
+        self.delivered_part(topic);
+        self.input_completed(end_to_end);
+    }
+
+    /// Every record of one input (output and changelog) is acknowledged;
+    /// `end_to_end` runs from its poll.
+    pub fn input_completed(&self, end_to_end: Duration) {
         self.end_to_end.observe(end_to_end.as_secs_f64());
     }
 

@@ -39,6 +39,33 @@ pub struct Pending {
     /// The partition to produce to (changelog records go to the partition
     /// numbered like the input's); `None`: the partitioner picks by key.
     pub to_partition: Option<i32>,
+    /// For a changelog batch record: the inputs whose entries it carries
+    /// (each also waits for its own output record).
+    pub inputs: Vec<Pending>,
+}
+
+impl Pending {
+    /// The assignment this record is produced for: a batch record's is its
+    /// inputs' (it is retried while they are current, or they would never
+    /// complete); a lone tombstone has none and is not retried (the prune
+    /// after the next restore writes it again).
+    fn owner_epoch(&self) -> super::offsets::Epoch {
+        self.inputs.first().map_or(self.epoch, |p| p.epoch)
+    }
+
+    /// A record tied to no input offset (a changelog batch or tombstone of
+    /// input partition `partition`), completing `inputs` when acknowledged.
+    pub fn changelog(partition: i32, inputs: Vec<Pending>) -> Box<Pending> {
+        Box::new(Pending {
+            partition,
+            epoch: super::offsets::NO_EPOCH,
+            offset: -1,
+            polled_at: Instant::now(),
+            outstanding: None,
+            to_partition: Some(partition),
+            inputs,
+        })
+    }
 }
 
 impl Pending {
@@ -71,6 +98,11 @@ struct Inner {
 pub struct Flight {
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Threads in `wait_change`: a notify is a system call even when nobody
+    /// waits, and the delivery callback runs for every record (it was ~60 %
+    /// of the producer thread's time), so it notifies only when this is > 0.
+    /// A wake-up missed in the race is bounded by the waiter's timeout.
+    waiters: AtomicUsize,
     metrics: Arc<Metrics>,
     retry_backoff: Duration,
     /// Milliseconds since `started` of the last produce-failure warning
@@ -84,6 +116,7 @@ impl Flight {
         Flight {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             metrics,
             retry_backoff,
             last_warn_ms: AtomicU64::new(0),
@@ -152,19 +185,32 @@ impl Flight {
     /// changes the pending set).
     pub fn wait_change(&self, timeout: Duration) {
         let inner = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
         let _ = self.changed.wait_timeout(inner, timeout);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 
     fn on_delivered(&self, pending: &Pending, topic: &str) {
-        if pending.completes_input() && pending.epoch != super::offsets::NO_EPOCH {
-            self.lock()
-                .tracker
-                .ack(&pending.partition, pending.epoch, pending.offset);
-            self.metrics.delivered(topic, pending.polled_at.elapsed());
-        } else {
-            self.metrics.delivered_part(topic);
+        self.metrics.delivered_part(topic);
+        let mut inner = None;
+        for p in std::iter::once(pending).chain(&pending.inputs) {
+            if p.epoch != super::offsets::NO_EPOCH && p.completes_input() {
+                inner.get_or_insert_with(|| self.lock()).tracker.ack(
+                    &p.partition,
+                    p.epoch,
+                    p.offset,
+                );
+                self.metrics.input_completed(p.polled_at.elapsed());
+            }
         }
-        self.changed.notify_all();
+        drop(inner);
+        self.notify();
     }
 
     fn on_failed(
@@ -177,7 +223,10 @@ impl Flight {
         self.metrics.produce_failed(&topic);
         self.warn_rate_limited(&topic, &pending, error);
         let mut inner = self.lock();
-        if inner.tracker.is_current(&pending.partition, pending.epoch) {
+        if inner
+            .tracker
+            .is_current(&pending.partition, pending.owner_epoch())
+        {
             inner.retries.push_back(Retry {
                 topic,
                 key: message.key().map(<[u8]>::to_vec),
@@ -190,7 +239,7 @@ impl Flight {
         // Else the partition was revoked: the next owner re-reads the record
         // from the committed position, which never passed it.
         drop(inner);
-        self.changed.notify_all();
+        self.notify();
     }
 
     fn warn_rate_limited(&self, topic: &str, p: &Pending, error: &KafkaError) {
@@ -369,7 +418,7 @@ impl Dispatcher {
                 .flight
                 .lock()
                 .tracker
-                .is_current(&retry.pending.partition, retry.pending.epoch)
+                .is_current(&retry.pending.partition, retry.pending.owner_epoch())
             {
                 continue;
             }
@@ -447,6 +496,7 @@ mod tests {
             polled_at: Instant::now(),
             outstanding: None,
             to_partition: None,
+            inputs: Vec::new(),
         })
     }
 
@@ -475,6 +525,30 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_changelog_batch_is_retried_and_completes_its_inputs() {
+        let f = Flight::new(Arc::new(Metrics::new()), Duration::ZERO);
+        let e = f.assign(0);
+        f.take(0, 7);
+        let shared = Arc::new(AtomicUsize::new(2));
+        let mut input = *pending(0, e, 7);
+        input.outstanding = Some(shared.clone());
+        let mut output = *pending(0, e, 7);
+        output.outstanding = Some(shared);
+        f.on_delivered(&output, "sms.approved");
+        assert_eq!(
+            f.to_commit(),
+            vec![(0, 7)],
+            "7 waits for its changelog batch"
+        );
+        let batch = Pending::changelog(0, vec![input]);
+        f.on_failed(batch, &timeout(), failed_output(0));
+        let due = f.take_due_retries();
+        assert_eq!(due.len(), 1, "a batch carrying inputs is produced again");
+        f.on_delivered(&due[0].pending, "smsgate.gate-state");
+        assert_eq!(f.to_commit(), vec![(0, 8)]);
+    }
+
+    #[test]
     fn a_failure_for_a_revoked_partition_is_left_to_the_next_owner() {
         let f = Flight::new(Arc::new(Metrics::new()), Duration::ZERO);
         let e = f.assign(3);
@@ -493,6 +567,7 @@ mod tests {
             polled_at: Instant::now(),
             outstanding,
             to_partition: None,
+            inputs: Vec::new(),
         }
     }
 

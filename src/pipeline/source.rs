@@ -155,14 +155,7 @@ impl Intake<'_> {
                 self.changelog,
                 &entry.key,
                 entry.value.as_deref(),
-                Box::new(Pending {
-                    partition,
-                    epoch: super::offsets::NO_EPOCH,
-                    offset: -1,
-                    polled_at: Instant::now(),
-                    outstanding: None,
-                    to_partition: Some(partition),
-                }),
+                Pending::changelog(partition, Vec::new()),
             );
         });
         let (dedup, caps) = self.state.sizes();

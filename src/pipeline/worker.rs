@@ -5,8 +5,9 @@
 //! (`partition % workers`), so one partition is always decided by one
 //! thread, in offset order, while different partitions are decided in
 //! parallel. A worker parses and decides the record against the shared
-//! [`Stores`], routes it, and hands the output and its changelog entries to
-//! the producer; the delivery callback acknowledges the offset.
+//! [`Stores`], routes it and hands the output to the producer; after each
+//! batch it writes the batch's changelog entries as one record per input
+//! partition. The delivery callback acknowledges the offset.
 //!
 //! Jobs travel in batches of up to [`BATCH`] (one queue operation and at
 //! most one thread wake-up per batch, not per record). Backpressure: each
@@ -36,6 +37,7 @@ use crate::mask;
 use crate::metrics::Metrics;
 use crate::policy::{Origin, Policy};
 use crate::state::Stores;
+use crate::state::changelog::ChangelogEntry;
 use crate::state::partition::key_is_recipient;
 
 /// Jobs per hand-over to a worker.
@@ -75,13 +77,45 @@ pub(crate) struct Handler {
 }
 
 impl Handler {
-    /// Decides one record, records its state, and produces the output and
-    /// the changelog entries; the offset is acknowledged once all are.
-    pub fn handle(&self, job: &Job) {
+    /// Decides a batch of jobs: each output is produced as soon as it is
+    /// decided; the changelog entries of the batch go out afterwards as one
+    /// batch record per input partition. An input's offset is acknowledged
+    /// once its output and its batch record both are.
+    pub fn handle_batch(&self, batch: &[Job]) {
+        // (input partition, entries, the inputs they belong to)
+        let mut open: Vec<(i32, Vec<ChangelogEntry>, Vec<Pending>)> = Vec::new();
+        for job in batch {
+            let Some((entries, input)) = self.handle(job) else {
+                continue;
+            };
+            match open.iter_mut().find(|(p, _, _)| *p == job.partition) {
+                Some((_, e, inputs)) => {
+                    e.extend(entries);
+                    inputs.push(input);
+                }
+                None => open.push((job.partition, entries, vec![input])),
+            }
+        }
+        let now = Utc::now();
+        for (partition, entries, inputs) in open {
+            let record = self.state.seal(partition, &entries, now);
+            self.dispatcher.send_changelog(
+                &self.changelog,
+                &record.key,
+                record.value.as_deref(),
+                Pending::changelog(partition, inputs),
+            );
+        }
+    }
+
+    /// Decides one record, records its state and produces its output;
+    /// returns its changelog entries and the completion it shares with the
+    /// output, when it has any.
+    fn handle(&self, job: &Job) -> Option<(Vec<ChangelogEntry>, Pending)> {
         if self.abandon.load(Ordering::Relaxed) || !self.flight.is_current(job.partition, job.epoch)
         {
             // Revoked since it was claimed: the next owner reads it again.
-            return;
+            return None;
         }
         let (partition, offset) = (job.partition, job.offset);
         let decided =
@@ -99,30 +133,23 @@ impl Handler {
         };
         log_decision(decision, event, &source);
         let out = route::route(&self.topics, decision, &job.value, &source);
-        // The offset is acknowledged once the output and every changelog
-        // entry of this decision are: the state survives before the commit.
-        let outstanding = (!decided.changelog.is_empty())
-            .then(|| Arc::new(AtomicUsize::new(1 + decided.changelog.len())));
-        let pending = |to_partition| {
-            Box::new(Pending {
-                partition,
-                epoch: job.epoch,
-                offset,
-                polled_at: job.polled_at,
-                outstanding: outstanding.clone(),
-                to_partition,
-            })
+        // With changelog entries, the offset waits for the output and the
+        // batch record: the state survives before the commit.
+        let outstanding = (!decided.changelog.is_empty()).then(|| Arc::new(AtomicUsize::new(2)));
+        let pending = || Pending {
+            partition,
+            epoch: job.epoch,
+            offset,
+            polled_at: job.polled_at,
+            outstanding: outstanding.clone(),
+            to_partition: None,
+            inputs: Vec::new(),
         };
-        for entry in &decided.changelog {
-            self.dispatcher.send_changelog(
-                &self.changelog,
-                &entry.key,
-                entry.value.as_deref(),
-                pending(Some(partition)),
-            );
-        }
         self.dispatcher
-            .send(&out, job.key.as_deref(), pending(None));
+            .send(&out, job.key.as_deref(), Box::new(pending()));
+        outstanding
+            .is_some()
+            .then(|| (decided.changelog, pending()))
     }
 }
 
@@ -162,9 +189,7 @@ impl Workers {
                 .spawn(move || {
                     // Ends when the sender is dropped and the queue is empty.
                     for batch in rx {
-                        for job in &batch {
-                            h.handle(job);
-                        }
+                        h.handle_batch(&batch);
                     }
                 })?;
             q.senders.push(tx);

@@ -13,6 +13,17 @@
 //!   range of the deferred topic already released (`state::deferred`);
 //! - a tombstone (no value) deletes a key once its window has passed.
 //!
+//! The gate writes the `dedup/` and `cap/` entries (and their tombstones)
+//! packed into **batch records**, one per worker batch and input partition:
+//! `batch/<written ms>/<16 hex>` → `{"at_ms":…,"entries":[["dedup/m-1",{…}],
+//! ["cap/…",null],…]}`, applied entry by entry in order at restore. One
+//! Kafka record per decision made the changelog as expensive as the output
+//! itself (a produce, a delivery report and broker work per event); a batch
+//! costs that once per up to 64 decisions. Every entry in a batch written
+//! at W is past its window by W + max(dedup, cap window), so the prune then
+//! deletes the whole batch with one tombstone of its key. Single `dedup/`
+//! and `cap/` records (written by earlier versions) are still restored.
+//!
 //! Each entry goes to the changelog partition with the same number as the
 //! input partition whose state it belongs to.
 
@@ -27,6 +38,8 @@ pub const DEDUP_PREFIX: &str = "dedup/";
 pub const CAP_PREFIX: &str = "cap/";
 /// Released ranges of the deferred topic (see `state::deferred`).
 pub const RELEASED_PREFIX: &str = "released/";
+/// Packed `dedup/` and `cap/` entries (see the module notes).
+pub const BATCH_PREFIX: &str = "batch/";
 
 /// One record to write to the changelog topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +143,52 @@ pub enum Change {
     },
     /// A `released/` record: restored by `DeferredIndex`, not here.
     Released,
+    /// A batch record written at `at` (`entries: None`: its tombstone).
+    Batch {
+        at: DateTime<Utc>,
+        entries: Option<Vec<ChangelogEntry>>,
+    },
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    at_ms: i64,
+    entries: Vec<(&'a str, Option<&'a serde_json::value::RawValue>)>,
+}
+
+#[derive(Deserialize)]
+struct BatchIn<'a> {
+    #[serde(borrow)]
+    entries: Vec<(&'a str, Option<&'a serde_json::value::RawValue>)>,
+}
+
+/// Packs `entries` (`dedup/`/`cap/` entries and tombstones, in order) into
+/// one batch record keyed `batch/<at ms>/<nonce as 16 hex>`.
+pub fn batch_entry(entries: &[ChangelogEntry], at: DateTime<Utc>, nonce: u64) -> ChangelogEntry {
+    let at_ms = at.timestamp_millis();
+    let packed = entries
+        .iter()
+        .filter_map(|e| {
+            let key = std::str::from_utf8(&e.key).ok()?;
+            let value =
+                match &e.value {
+                    None => None,
+                    Some(v) => Some(std::str::from_utf8(v).ok().and_then(|t| {
+                        serde_json::from_str::<&serde_json::value::RawValue>(t).ok()
+                    })?),
+                };
+            Some((key, value))
+        })
+        .collect();
+    let value = serde_json::to_vec(&BatchOut {
+        at_ms,
+        entries: packed,
+    })
+    .ok();
+    ChangelogEntry {
+        key: format!("{BATCH_PREFIX}{at_ms}/{nonce:016x}").into_bytes(),
+        value,
+    }
 }
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
@@ -180,6 +239,30 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError
     if key.starts_with(RELEASED_PREFIX) {
         return Ok(Change::Released);
     }
+    if let Some(rest) = key.strip_prefix(BATCH_PREFIX) {
+        let at = rest
+            .split('/')
+            .next()
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(millis)
+            .ok_or_else(|| bad("no write time in the key".into()))?;
+        let entries = match value {
+            None => None,
+            Some(v) => {
+                let b: BatchIn<'_> = serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?;
+                Some(
+                    b.entries
+                        .into_iter()
+                        .map(|(k, v)| ChangelogEntry {
+                            key: k.as_bytes().to_vec(),
+                            value: v.map(|raw| raw.get().as_bytes().to_vec()),
+                        })
+                        .collect(),
+                )
+            }
+        };
+        return Ok(Change::Batch { at, entries });
+    }
     Err(ChangelogError::UnknownKey)
 }
 
@@ -221,6 +304,50 @@ mod tests {
                 approved: None
             }
         );
+    }
+
+    #[test]
+    fn a_batch_carries_entries_and_tombstones_in_order() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let seen = Seen {
+            first_at: t,
+            outcome: Outcome::Approve,
+        };
+        let k = CapKey::new("+8613812345678", "sme-loan");
+        let entries = vec![
+            dedup_entry("m-1", &seen),
+            cap_entry(&k, &[t]),
+            tombstone(dedup_key("m-0")),
+        ];
+        let b = batch_entry(&entries, t, 0xab);
+        assert_eq!(
+            String::from_utf8(b.key.clone()).unwrap(),
+            format!("batch/{}/00000000000000ab", t.timestamp_millis())
+        );
+        let Change::Batch {
+            at,
+            entries: Some(back),
+        } = decode(&b.key, b.value.as_deref()).unwrap()
+        else {
+            panic!("not a batch")
+        };
+        assert_eq!(at, t);
+        assert_eq!(back.len(), 3);
+        for (a, b) in entries.iter().zip(&back) {
+            assert_eq!(
+                decode(&a.key, a.value.as_deref()),
+                decode(&b.key, b.value.as_deref())
+            );
+        }
+        assert_eq!(
+            decode(&b.key, None).unwrap(),
+            Change::Batch {
+                at: t,
+                entries: None
+            }
+        );
+        assert!(decode(b"batch/x/1", None).is_err());
+        assert!(decode(&b.key, Some(b"[1]")).is_err());
     }
 
     #[test]

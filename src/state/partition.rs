@@ -36,6 +36,12 @@ pub struct PartitionState {
     seen: HashMap<String, Seen>,
     /// Approval times of marketing per (recipient, subject), oldest first.
     caps: HashMap<CapKey, VecDeque<DateTime<Utc>>>,
+    /// Batch records written or restored (write time, key), oldest first:
+    /// each is deleted once everything in it is past its window.
+    batches: VecDeque<(DateTime<Utc>, Vec<u8>)>,
+    /// Makes batch keys unique (a restarted or second writer never reuses
+    /// one, so compaction never merges two batches).
+    nonce: u64,
 }
 
 impl PartitionState {
@@ -45,6 +51,8 @@ impl PartitionState {
             cap_window,
             seen: HashMap::new(),
             caps: HashMap::new(),
+            batches: VecDeque::new(),
+            nonce: fastrand::u64(..),
         }
     }
 
@@ -86,6 +94,15 @@ impl PartitionState {
         out
     }
 
+    /// Packs `entries` (from `record` and `prune`, in order) into one batch
+    /// record to write, and remembers it for deletion after the windows.
+    pub fn seal(&mut self, entries: &[ChangelogEntry], now: DateTime<Utc>) -> ChangelogEntry {
+        self.nonce = self.nonce.wrapping_add(1);
+        let batch = changelog::batch_entry(entries, now, self.nonce);
+        self.batches.push_back((now, batch.key.clone()));
+        batch
+    }
+
     /// Restores one changelog record (read in log order); `released/`
     /// records belong to the deferred index and are skipped here.
     pub fn apply_changelog(
@@ -113,6 +130,18 @@ impl PartitionState {
                 }
             },
             Change::Released => {}
+            Change::Batch { at, entries } => match entries {
+                Some(entries) => {
+                    for e in &entries {
+                        if e.key.starts_with(changelog::BATCH_PREFIX.as_bytes()) {
+                            continue; // never nested; ignore rather than recurse
+                        }
+                        self.apply_changelog(&e.key, e.value.as_deref())?;
+                    }
+                    self.batches.push_back((at, key.to_vec()));
+                }
+                None => self.batches.retain(|(_, k)| k != key),
+            },
         }
         Ok(())
     }
@@ -139,7 +168,23 @@ impl PartitionState {
             }
             !times.is_empty()
         });
+        // A batch written at W holds nothing live after W + the longer window.
+        let batch_horizon = now - self.dedup_window.max(self.cap_window);
+        if self.batches.iter().any(|(at, _)| *at < batch_horizon) {
+            self.batches.retain(|(at, key)| {
+                let keep = *at >= batch_horizon;
+                if !keep {
+                    out.push(changelog::tombstone(key.clone()));
+                }
+                keep
+            });
+        }
         out
+    }
+
+    /// Batch records written or restored and not yet deleted (a gauge).
+    pub fn batch_records(&self) -> usize {
+        self.batches.len()
     }
 
     /// Remembered message ids (a gauge).

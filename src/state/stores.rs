@@ -19,7 +19,7 @@ use crate::consent::{ConsentError, ConsentEvent};
 use crate::decision::Decision;
 use crate::event::OutboundSms;
 use crate::policy::{Origin, Policy};
-use crate::state::changelog::{ChangelogEntry, ChangelogError};
+use crate::state::changelog::{self, ChangelogEntry, ChangelogError};
 use crate::state::consent::{Applied, ConsentTable};
 use crate::state::partition::{GateView, PartitionState};
 
@@ -32,6 +32,9 @@ pub struct Decided {
     /// To write to the changelog before the input offset is committed.
     pub changelog: Vec<ChangelogEntry>,
 }
+
+/// Tombstones per batch record written by a prune (~100 bytes each).
+const PRUNE_BATCH: usize = 2000;
 
 /// One partition's caps and duplicates, locked while a decision uses them.
 type Shared = Arc<Mutex<PartitionState>>;
@@ -163,9 +166,28 @@ impl Stores {
         }
     }
 
-    /// Prunes every partition and hands each tombstone to `emit` while that
-    /// partition is still locked, so a tombstone is always produced before
-    /// any later entry for the same key.
+    /// Packs a worker batch's changelog entries for `partition` into one
+    /// batch record (remembered for deletion once past the windows).
+    pub fn seal(
+        &self,
+        partition: i32,
+        entries: &[ChangelogEntry],
+        now: DateTime<Utc>,
+    ) -> ChangelogEntry {
+        let shared = read(&self.partitions).get(&partition).cloned();
+        match shared {
+            Some(s) => lock(&s).seal(entries, now),
+            // Revoked meanwhile: still written (the next restore of the
+            // partition picks it up), but not tracked here.
+            None => changelog::batch_entry(entries, now, fastrand::u64(..)),
+        }
+    }
+
+    /// Prunes every partition and hands `emit` what to write while that
+    /// partition is still locked (so a tombstone always precedes any later
+    /// entry for its key): the expired entries' tombstones packed into
+    /// batch records, and the tombstones of whole batch records past the
+    /// windows.
     pub fn prune(&self, now: DateTime<Utc>, mut emit: impl FnMut(i32, ChangelogEntry)) {
         let partitions: Vec<(i32, Shared)> = read(&self.partitions)
             .iter()
@@ -173,8 +195,16 @@ impl Stores {
             .collect();
         for (p, shared) in partitions {
             let mut state = lock(&shared);
-            for entry in state.prune(now) {
-                emit(p, entry);
+            let (batches, entries): (Vec<_>, Vec<_>) = state
+                .prune(now)
+                .into_iter()
+                .partition(|e| e.key.starts_with(changelog::BATCH_PREFIX.as_bytes()));
+            for chunk in entries.chunks(PRUNE_BATCH) {
+                let sealed = state.seal(chunk, now);
+                emit(p, sealed);
+            }
+            for tombstone in batches {
+                emit(p, tombstone);
             }
         }
     }
