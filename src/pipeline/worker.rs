@@ -43,9 +43,10 @@ use crate::state::partition::key_is_recipient;
 /// Jobs per hand-over to a worker.
 pub const BATCH: usize = 64;
 
-/// Batches queued per worker: a few milliseconds of work, enough to keep
-/// the worker busy across a poll's hiccups.
-pub const QUEUE_BATCHES: usize = 8;
+/// Batches queued per worker: a few milliseconds of work. Every queued job
+/// adds its decide time to the latency of those behind it (8 batches cost
+/// ~10 ms at p99 in the benchmark); two keep the worker busy.
+pub const QUEUE_BATCHES: usize = 2;
 
 /// One claimed input record, owned so it can cross to a worker thread.
 pub(crate) struct Job {
