@@ -32,10 +32,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     events_consumed: IntCounterVec,
-    decisions: IntCounterVec,
-    reasons: IntCounterVec,
-    /// `decisions` per outcome and `reasons` per code (in `ALL` order),
-    /// resolved once: a label lookup per event showed in the profile.
+    /// `smsgate_decisions_total` per outcome and `smsgate_reasons_total`
+    /// per code (in `ALL` order), resolved once: a label lookup per event
+    /// showed in the profile.
     decisions_by_outcome: Vec<IntCounter>,
     reasons_by_code: Vec<IntCounter>,
     produced: IntCounterVec,
@@ -113,15 +112,15 @@ impl Metrics {
         .expect("valid metric definition");
         r.register(Box::new(consent_records.clone()))
             .expect("metric registered once");
-        let mut m = Metrics {
+        let decisions = counter_vec(&r, DECISIONS, "Decisions by outcome", &["outcome"]);
+        let reasons = counter_vec(&r, REASONS, "Failed rules by reason code", &["code"]);
+        let m = Metrics {
             events_consumed: counter_vec(
                 &r,
                 EVENTS_CONSUMED,
                 "Records polled from an input topic",
                 &["topic"],
             ),
-            decisions: counter_vec(&r, DECISIONS, "Decisions by outcome", &["outcome"]),
-            reasons: counter_vec(&r, REASONS, "Failed rules by reason code", &["code"]),
             produced: counter_vec(
                 &r,
                 PRODUCED,
@@ -202,22 +201,20 @@ impl Metrics {
                     .expect("metric registered once");
                 c
             },
-            decisions_by_outcome: Vec::new(),
-            reasons_by_code: Vec::new(),
+            decisions_by_outcome: Outcome::ALL
+                .iter()
+                .map(|o| decisions.with_label_values(&[o.as_str()]))
+                .collect(),
+            reasons_by_code: ReasonCode::ALL
+                .iter()
+                .map(|c| reasons.with_label_values(&[c.as_str()]))
+                .collect(),
             registry: r,
             consent_caught_up: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             produce_errors_total: AtomicU64::new(0),
         };
-        m.decisions_by_outcome = Outcome::ALL
-            .iter()
-            .map(|o| m.decisions.with_label_values(&[o.as_str()]))
-            .collect();
-        m.reasons_by_code = ReasonCode::ALL
-            .iter()
-            .map(|c| m.reasons.with_label_values(&[c.as_str()]))
-            .collect();
         m.broker_up.set(1);
         m
     }
@@ -266,12 +263,6 @@ impl Metrics {
 
     pub fn sent(&self) {
         self.in_flight.inc();
-    }
-
-    /// The broker acknowledged an output record; `end_to_end` runs from poll.
-    pub fn delivered(&self, topic: &str, end_to_end: Duration) {
-        self.delivered_part(topic);
-        self.input_completed(end_to_end);
     }
 
     /// Every record of one input (output and changelog) is acknowledged;
@@ -379,21 +370,22 @@ impl Metrics {
 
     /// Totals the demo and tests read back.
     pub fn snapshot(&self) -> Snapshot {
-        let count = |v: &IntCounterVec, l: &str| v.with_label_values(&[l]).get();
+        let count = |o: Outcome| {
+            self.decisions_by_outcome
+                .get(o as usize)
+                .map_or(0, IntCounter::get)
+        };
         Snapshot {
-            approved: count(&self.decisions, Outcome::Approve.as_str()),
-            deferred: count(&self.decisions, Outcome::Defer.as_str()),
-            rejected: count(&self.decisions, Outcome::Reject.as_str()),
+            approved: count(Outcome::Approve),
+            deferred: count(Outcome::Defer),
+            rejected: count(Outcome::Reject),
             in_flight: self.in_flight.get(),
             produce_errors: self.produce_errors_total.load(Ordering::Relaxed),
             reasons: ReasonCode::ALL
                 .iter()
-                .filter_map(|c| {
-                    let n = self
-                        .reasons
-                        .get_metric_with_label_values(&[c.as_str()])
-                        .ok()?
-                        .get();
+                .zip(&self.reasons_by_code)
+                .filter_map(|(c, counter)| {
+                    let n = counter.get();
                     (n > 0).then_some((*c, n))
                 })
                 .collect(),
