@@ -335,3 +335,28 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
     again.apply_changelog(&batch.key, None).unwrap();
     assert_eq!(again.batch_records(), 0);
 }
+
+#[test]
+fn a_gate_prune_packs_entry_tombstones_into_a_batch_and_deletes_old_batches() {
+    let mut s = store();
+    let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
+    let entries = s.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
+    let written = s.seal(&entries, t0());
+    let later = t0() + Duration::hours(24) + Duration::seconds(1);
+    let out = s.prune_sealed(later);
+    // One batch of the two entry tombstones, then the old batch's tombstone.
+    assert_eq!(out.len(), 2);
+    assert!(out[0].key.starts_with(b"batch/") && out[0].value.is_some());
+    assert_eq!(out[1].key, written.key);
+    assert!(out[1].value.is_none());
+    let mut restored = store();
+    restored
+        .apply_changelog(&written.key, written.value.as_deref())
+        .unwrap();
+    restored
+        .apply_changelog(&out[0].key, out[0].value.as_deref())
+        .unwrap();
+    assert_eq!(restored.dedup_entries(), 0);
+    assert_eq!(restored.cap_keys(), 0);
+    assert_eq!(s.batch_records(), 1, "the prune's own batch is remembered");
+}

@@ -25,6 +25,9 @@ use crate::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
 use crate::state::changelog::{self, CapKey, Change, ChangelogEntry, ChangelogError};
 
+/// Tombstones per batch record written by a prune (~100 bytes each).
+const PRUNE_BATCH: usize = 2000;
+
 /// Caps and duplicates of one input partition.
 #[derive(Debug, Clone)]
 pub struct PartitionState {
@@ -147,8 +150,29 @@ impl PartitionState {
     }
 
     /// Drops what is older than its window and returns the tombstones to
-    /// write, so the compacted changelog forgets it too.
+    /// write, so the compacted changelog forgets it too: one per expired
+    /// `dedup/` or `cap/` entry, then one per batch record past the windows.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
+        let mut out = self.prune_entries(now);
+        out.extend(self.prune_batches(now));
+        out
+    }
+
+    /// What the gate writes for a prune: the expired entries' tombstones
+    /// packed into batch records (like decisions), then the tombstones of
+    /// whole batch records past the windows.
+    pub fn prune_sealed(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
+        let entries = self.prune_entries(now);
+        let batches = self.prune_batches(now);
+        let mut out: Vec<ChangelogEntry> = entries
+            .chunks(PRUNE_BATCH)
+            .map(|chunk| self.seal(chunk, now))
+            .collect();
+        out.extend(batches);
+        out
+    }
+
+    fn prune_entries(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = Vec::new();
         let dedup_horizon = now - self.dedup_window;
         self.seen.retain(|id, s| {
@@ -168,17 +192,20 @@ impl PartitionState {
             }
             !times.is_empty()
         });
-        // A batch written at W holds nothing live after W + the longer window.
-        let batch_horizon = now - self.dedup_window.max(self.cap_window);
-        if self.batches.iter().any(|(at, _)| *at < batch_horizon) {
-            self.batches.retain(|(at, key)| {
-                let keep = *at >= batch_horizon;
-                if !keep {
-                    out.push(changelog::tombstone(key.clone()));
-                }
-                keep
-            });
-        }
+        out
+    }
+
+    /// A batch written at W holds nothing live after W + the longer window.
+    fn prune_batches(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
+        let horizon = now - self.dedup_window.max(self.cap_window);
+        let mut out = Vec::new();
+        self.batches.retain(|(at, key)| {
+            let keep = *at >= horizon;
+            if !keep {
+                out.push(changelog::tombstone(key.clone()));
+            }
+            keep
+        });
         out
     }
 

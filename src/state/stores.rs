@@ -33,9 +33,6 @@ pub struct Decided {
     pub changelog: Vec<ChangelogEntry>,
 }
 
-/// Tombstones per batch record written by a prune (~100 bytes each).
-const PRUNE_BATCH: usize = 2000;
-
 /// One partition's caps and duplicates, locked while a decision uses them.
 type Shared = Arc<Mutex<PartitionState>>;
 
@@ -195,16 +192,8 @@ impl Stores {
             .collect();
         for (p, shared) in partitions {
             let mut state = lock(&shared);
-            let (batches, entries): (Vec<_>, Vec<_>) = state
-                .prune(now)
-                .into_iter()
-                .partition(|e| e.key.starts_with(changelog::BATCH_PREFIX.as_bytes()));
-            for chunk in entries.chunks(PRUNE_BATCH) {
-                let sealed = state.seal(chunk, now);
-                emit(p, sealed);
-            }
-            for tombstone in batches {
-                emit(p, tombstone);
+            for record in state.prune_sealed(now) {
+                emit(p, record);
             }
         }
     }
