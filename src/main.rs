@@ -10,6 +10,11 @@ use smsgate::config::Settings;
 use smsgate::policy::Policy;
 use smsgate::state::MemoryState;
 
+// The gate allocates per record on several threads; mimalloc's per-thread
+// heaps cost less per allocation than glibc's arenas and keep RSS lower.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "smsgate",

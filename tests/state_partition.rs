@@ -13,8 +13,8 @@ use smsgate::decision::{Decision, Outcome, ReasonCode};
 use smsgate::event::{Category, OutboundSms, Recipient};
 use smsgate::policy::view::{CapView, DedupView};
 use smsgate::policy::{Origin, Policy, Registry};
-use smsgate::state::changelog::ChangelogEntry;
-use smsgate::state::{ConsentTable, GateView, PartitionState};
+use smsgate::state::changelog::{self, Change, ChangelogEntry};
+use smsgate::state::{ConsentTable, GateView, MemoryState, PartitionState};
 
 const RECIPIENTS: [&str; 3] = ["+8613812345678", "+8613900000000", "+12125551234"];
 const SUBJECTS: [&str; 2] = ["sme-loan", "spring-sale"];
@@ -136,6 +136,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The compact memories (hashed ids, packed approvals) answer like the
+    /// string-keyed reference store within the windows (80 steps of under
+    /// 17 minutes stay inside 24 h).
+    #[test]
+    fn the_compact_memories_answer_like_the_reference_store(
+        steps in prop::collection::vec(
+            (0usize..30, 0..RECIPIENTS.len(), 0..SUBJECTS.len(), 0u8..3, 0u8..3, 0i64..17),
+            1..80,
+        ),
+    ) {
+        let mut compact = store();
+        let mut reference = MemoryState::new();
+        let mut now = t0();
+        for (id, r, s, cat, outcome, minutes) in steps {
+            now += Duration::minutes(minutes);
+            let category = [Category::Marketing, Category::Notification, Category::Otp][cat as usize];
+            let outcome = [Outcome::Approve, Outcome::Defer, Outcome::Reject][outcome as usize];
+            let id = format!("m-{id}");
+            let ev = event(&id, RECIPIENTS[r], SUBJECTS[s], category);
+            let d = decision(&id, outcome, now);
+            compact.record(&ev, &d, now);
+            reference.record(&ev, &d, now);
+        }
+        for i in 0..32 {
+            let id = format!("m-{i}");
+            prop_assert_eq!(compact.seen(&id), reference.seen(&id), "{}", id);
+        }
+        for to in RECIPIENTS {
+            for subject in SUBJECTS {
+                for back in [0, 30, 60, 600, 1440] {
+                    let since = now - Duration::minutes(back);
+                    prop_assert_eq!(
+                        compact.approved_since(to, subject, since),
+                        reference.approved_since(to, subject, since)
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn policy() -> Policy {
     Policy::with_registry(
         Registry::parse("[senders.huinong-credit]\nbrand = \"惠农信贷\"\n").unwrap(),
@@ -231,10 +275,14 @@ fn only_approved_marketing_counts_against_caps() {
 
 #[test]
 fn state_older_than_its_window_is_dropped_and_tombstoned() {
-    let mut s = store();
+    // Single `dedup/` and `cap/` records (the format before batch records)
+    // restored, then expired: each gets its own tombstone.
+    let mut writer = store();
     let mut log = Vec::new();
     let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
-    log.extend(s.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0()));
+    log.extend(writer.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0()));
+    let mut s = restore(&log);
+    assert_eq!((s.dedup_entries(), s.cap_keys()), (1, 1));
     let tombstones = s.prune(t0() + Duration::hours(24) + Duration::seconds(1));
     assert_eq!(tombstones.len(), 2);
     assert!(tombstones.iter().all(|e| e.value.is_none()));
@@ -337,26 +385,62 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
 }
 
 #[test]
-fn a_gate_prune_packs_entry_tombstones_into_a_batch_and_deletes_old_batches() {
+fn a_gate_prune_deletes_batches_whole_and_packs_only_single_record_tombstones() {
     let mut s = store();
     let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
     let entries = s.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
     let written = s.seal(&entries, t0());
     let later = t0() + Duration::hours(24) + Duration::seconds(1);
+    // The batch expires whole: its entries need no tombstones of their own.
+    assert_eq!(s.prune_sealed(later), vec![tombstone(&written.key)]);
+    assert_eq!((s.dedup_entries(), s.cap_keys()), (0, 0));
+    assert_eq!(s.batch_records(), 0);
+
+    // Entries restored from single records are tombstoned, packed in a batch.
+    let legacy = store().record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
+    let mut s = restore(&legacy);
+    let entries = s.record(
+        &event("m-2", RECIPIENTS[1], SUBJECTS[0], Category::Otp),
+        &decision("m-2", Outcome::Approve, t0()),
+        t0(),
+    );
+    let written = s.seal(&entries, t0());
     let out = s.prune_sealed(later);
-    // One batch of the two entry tombstones, then the old batch's tombstone.
-    assert_eq!(out.len(), 2);
+    assert_eq!(out.len(), 2, "{out:?}");
     assert!(out[0].key.starts_with(b"batch/") && out[0].value.is_some());
-    assert_eq!(out[1].key, written.key);
-    assert!(out[1].value.is_none());
-    let mut restored = store();
+    assert_eq!(out[1], tombstone(&written.key));
+    let mut restored = restore(&legacy);
     restored
         .apply_changelog(&written.key, written.value.as_deref())
         .unwrap();
     restored
         .apply_changelog(&out[0].key, out[0].value.as_deref())
         .unwrap();
+    restored.prune(later);
     assert_eq!(restored.dedup_entries(), 0);
     assert_eq!(restored.cap_keys(), 0);
+    // The prune's batch holds exactly the legacy records' tombstones.
+    let Change::Batch {
+        entries: Some(inner),
+        ..
+    } = changelog::decode(&out[0].key, out[0].value.as_deref()).unwrap()
+    else {
+        panic!("not a batch: {:?}", out[0]);
+    };
+    let mut deleted: Vec<_> = inner
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    let mut expected: Vec<_> = legacy.iter().map(|e| (e.key.clone(), None)).collect();
+    deleted.sort();
+    expected.sort();
+    assert_eq!(deleted, expected);
     assert_eq!(s.batch_records(), 1, "the prune's own batch is remembered");
+}
+
+fn tombstone(key: &[u8]) -> ChangelogEntry {
+    ChangelogEntry {
+        key: key.to_vec(),
+        value: None,
+    }
 }

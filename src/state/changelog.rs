@@ -114,11 +114,17 @@ pub fn cap_entry<'a>(
     key: &CapKey,
     approved: impl IntoIterator<Item = &'a DateTime<Utc>>,
 ) -> ChangelogEntry {
+    let ms: Vec<i64> = approved
+        .into_iter()
+        .map(DateTime::timestamp_millis)
+        .collect();
+    cap_entry_ms(key, &ms)
+}
+
+/// [`cap_entry`] with the times already in Unix milliseconds.
+pub fn cap_entry_ms(key: &CapKey, approved_ms: &[i64]) -> ChangelogEntry {
     let value = CapValue {
-        approved_ms: approved
-            .into_iter()
-            .map(DateTime::timestamp_millis)
-            .collect(),
+        approved_ms: approved_ms.to_vec(),
     };
     ChangelogEntry {
         key: key.changelog_key(),

@@ -5,6 +5,8 @@
 //!   reference the compact stores are tested against.
 //! - `consent` is the compact consent table every instance materializes
 //!   from the consent topic.
+//! - `caps` is a partition's memory of approved marketing for caps, and
+//!   `dedup` its memory of decided message ids.
 //! - `partition` holds one input partition's caps and duplicates, and
 //!   `changelog` the records that persist them.
 //! - `catchup` tracks restore progress for readiness.
@@ -12,9 +14,11 @@
 //!   type: what the pipeline locks and decides against.
 //! - `deferred` indexes held messages on the deferred topic for release.
 
+pub mod caps;
 pub mod catchup;
 pub mod changelog;
 pub mod consent;
+pub mod dedup;
 pub mod deferred;
 pub mod memory;
 pub mod partition;

@@ -11,11 +11,14 @@
 //!
 //! Use: on assignment, read the partition's changelog from the start into
 //! [`PartitionState::apply_changelog`], then `prune`; for each decision call
-//! [`PartitionState::record`] and write what it returns to the changelog
-//! **before** committing the input offset; call `prune` now and then and
-//! write the tombstones it returns.
+//! [`PartitionState::record`], pack what it returns for a batch of inputs
+//! with [`PartitionState::seal`] into one record and write it **before**
+//! committing those input offsets; call `prune_sealed` now and then and
+//! write what it returns. Entries of a batch record expire with the batch,
+//! so only entries restored from single `dedup/` or `cap/` records (the
+//! format before batches) get a tombstone of their own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -23,7 +26,9 @@ use crate::consent::ConsentFact;
 use crate::decision::{Decision, Outcome};
 use crate::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
+use crate::state::caps::CapMemory;
 use crate::state::changelog::{self, CapKey, Change, ChangelogEntry, ChangelogError};
+use crate::state::dedup::DedupMemory;
 
 /// Tombstones per batch record written by a prune (~100 bytes each).
 const PRUNE_BATCH: usize = 2000;
@@ -36,9 +41,9 @@ pub struct PartitionState {
     /// How long an approval counts against a cap (the policy's cap window).
     cap_window: Duration,
     /// Decided message ids.
-    seen: HashMap<String, Seen>,
+    seen: DedupMemory,
     /// Approval times of marketing per (recipient, subject), oldest first.
-    caps: HashMap<CapKey, VecDeque<DateTime<Utc>>>,
+    caps: CapMemory,
     /// Batch records written or restored (write time, key), oldest first:
     /// each is deleted once everything in it is past its window.
     batches: VecDeque<(DateTime<Utc>, Vec<u8>)>,
@@ -52,8 +57,8 @@ impl PartitionState {
         PartitionState {
             dedup_window,
             cap_window,
-            seen: HashMap::new(),
-            caps: HashMap::new(),
+            seen: DedupMemory::default(),
+            caps: CapMemory::default(),
             batches: VecDeque::new(),
             nonce: fastrand::u64(..),
         }
@@ -68,31 +73,13 @@ impl PartitionState {
         now: DateTime<Utc>,
     ) -> Vec<ChangelogEntry> {
         let mut out = Vec::with_capacity(2);
-        let window = self.dedup_window;
         let seen = self
             .seen
-            .entry(event.message_id.clone())
-            .and_modify(|s| {
-                // Past its window the old memory is gone: this is a new first.
-                if now - s.first_at >= window {
-                    s.first_at = now;
-                }
-                s.outcome = decision.outcome;
-            })
-            .or_insert(Seen {
-                first_at: now,
-                outcome: decision.outcome,
-            });
-        out.push(changelog::dedup_entry(&event.message_id, seen));
+            .remember(&event.message_id, decision.outcome, now, self.dedup_window);
+        out.push(changelog::dedup_entry(&event.message_id, &seen));
         if decision.outcome == Outcome::Approve && event.category == Category::Marketing {
             let key = CapKey::new(&event.to, event.subject_key());
-            let horizon = now - self.cap_window;
-            let times = self.caps.entry(key).or_default();
-            times.push_back(now);
-            while times.front().is_some_and(|t| *t < horizon) {
-                times.pop_front();
-            }
-            out.push(changelog::cap_entry(&key, times.iter()));
+            out.push(self.caps.approve(key, now, now - self.cap_window));
         }
         out
     }
@@ -113,25 +100,21 @@ impl PartitionState {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), ChangelogError> {
+        self.apply(key, value, true)
+    }
+
+    /// `single_record`: the entry is a record of its own, not part of a batch.
+    fn apply(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        single_record: bool,
+    ) -> Result<(), ChangelogError> {
         match changelog::decode(key, value)? {
-            Change::Dedup { message_id, seen } => match seen {
-                Some(s) => {
-                    self.seen.insert(message_id, s);
-                }
-                None => {
-                    self.seen.remove(&message_id);
-                }
-            },
-            Change::Cap { key, approved } => match approved {
-                Some(times) => {
-                    let mut times: VecDeque<_> = times.into();
-                    times.make_contiguous().sort();
-                    self.caps.insert(key, times);
-                }
-                None => {
-                    self.caps.remove(&key);
-                }
-            },
+            Change::Dedup { message_id, seen } => {
+                self.seen.restore(&message_id, seen, single_record)
+            }
+            Change::Cap { key, approved } => self.caps.restore(key, approved, single_record),
             Change::Released => {}
             Change::Batch { at, entries } => match entries {
                 Some(entries) => {
@@ -139,7 +122,7 @@ impl PartitionState {
                         if e.key.starts_with(changelog::BATCH_PREFIX.as_bytes()) {
                             continue; // never nested; ignore rather than recurse
                         }
-                        self.apply_changelog(&e.key, e.value.as_deref())?;
+                        self.apply(&e.key, e.value.as_deref(), false)?;
                     }
                     self.batches.push_back((at, key.to_vec()));
                 }
@@ -151,7 +134,8 @@ impl PartitionState {
 
     /// Drops what is older than its window and returns the tombstones to
     /// write, so the compacted changelog forgets it too: one per expired
-    /// `dedup/` or `cap/` entry, then one per batch record past the windows.
+    /// entry restored from a single `dedup/` or `cap/` record, then one per
+    /// batch record past the windows.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = self.prune_entries(now);
         out.extend(self.prune_batches(now));
@@ -174,24 +158,8 @@ impl PartitionState {
 
     fn prune_entries(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = Vec::new();
-        let dedup_horizon = now - self.dedup_window;
-        self.seen.retain(|id, s| {
-            let keep = s.first_at > dedup_horizon;
-            if !keep {
-                out.push(changelog::tombstone(changelog::dedup_key(id)));
-            }
-            keep
-        });
-        let cap_horizon = now - self.cap_window;
-        self.caps.retain(|key, times| {
-            while times.front().is_some_and(|t| *t < cap_horizon) {
-                times.pop_front();
-            }
-            if times.is_empty() {
-                out.push(changelog::tombstone(key.changelog_key()));
-            }
-            !times.is_empty()
-        });
+        self.seen.prune(now - self.dedup_window, &mut out);
+        self.caps.prune(now - self.cap_window, &mut out);
         out
     }
 
@@ -227,16 +195,13 @@ impl PartitionState {
 
 impl CapView for PartitionState {
     fn approved_since(&self, to: &str, subject: &str, since: DateTime<Utc>) -> u32 {
-        self.caps
-            .get(&CapKey::new(to, subject))
-            .map(|t| t.iter().filter(|at| **at >= since).count() as u32)
-            .unwrap_or(0)
+        self.caps.count_since(&CapKey::new(to, subject), since)
     }
 }
 
 impl DedupView for PartitionState {
     fn seen(&self, message_id: &str) -> Option<Seen> {
-        self.seen.get(message_id).copied()
+        self.seen.get(message_id)
     }
 }
 
