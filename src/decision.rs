@@ -185,7 +185,7 @@ impl Decision {
 /// Where an input record came from: `topic/partition/offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }

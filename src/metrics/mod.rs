@@ -32,6 +32,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     events_consumed: IntCounterVec,
+    /// The input topic's counter, resolved at its first record.
+    outbound_consumed: std::sync::OnceLock<(String, IntCounter)>,
     /// `smsgate_decisions_total` per outcome and `smsgate_reasons_total`
     /// per code (in `ALL` order), resolved once: a label lookup per event
     /// showed in the profile.
@@ -121,6 +123,7 @@ impl Metrics {
                 "Records polled from an input topic",
                 &["topic"],
             ),
+            outbound_consumed: std::sync::OnceLock::new(),
             produced: counter_vec(
                 &r,
                 PRODUCED,
@@ -246,6 +249,20 @@ impl Metrics {
 
     pub fn consumed(&self, topic: &str) {
         self.events_consumed.with_label_values(&[topic]).inc();
+    }
+
+    /// [`Metrics::consumed`] for the gate's input, whose counter is looked
+    /// up once (this runs once per record).
+    pub fn consumed_outbound(&self, topic: &str) {
+        let (t, c) = self.outbound_consumed.get_or_init(|| {
+            let c = self.events_consumed.with_label_values(&[topic]);
+            (topic.to_string(), c)
+        });
+        if t == topic {
+            c.inc();
+        } else {
+            self.consumed(topic);
+        }
     }
 
     /// One decision: its outcome, every reason code, and the poll → decision time.

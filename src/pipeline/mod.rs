@@ -269,6 +269,7 @@ impl Gate {
             policy: self.policy.clone(),
             state: self.state.clone(),
             topics: s.topics.clone(),
+            source_topic: Arc::from(s.topics.outbound.as_str()),
             changelog: changelog_topic.clone(),
             flight: flight.clone(),
             dispatcher: dispatcher.clone(),

@@ -67,6 +67,8 @@ pub(crate) struct Handler {
     pub policy: Arc<Policy>,
     pub state: Arc<Stores>,
     pub topics: Topics,
+    /// `topics.outbound`, shared by every decision's source (no copy a record).
+    pub source_topic: Arc<str>,
     /// The changelog topic of caps and duplicates.
     pub changelog: String,
     pub flight: Arc<Flight>,
@@ -128,7 +130,7 @@ impl Handler {
         }
         self.metrics.decided(decision, job.polled_at.elapsed());
         let source = Source {
-            topic: self.topics.outbound.clone(),
+            topic: self.source_topic.clone(),
             partition,
             offset,
         };
