@@ -13,7 +13,7 @@ use smsgate::decision::{Decision, Outcome, ReasonCode};
 use smsgate::event::{Category, OutboundSms, Recipient};
 use smsgate::policy::view::{CapView, DedupView};
 use smsgate::policy::{Origin, Policy, Registry};
-use smsgate::state::changelog::{self, Change, ChangelogEntry};
+use smsgate::state::changelog::ChangelogEntry;
 use smsgate::state::{ConsentTable, GateView, MemoryState, PartitionState};
 
 const RECIPIENTS: [&str; 3] = ["+8613812345678", "+8613900000000", "+12125551234"];
@@ -385,18 +385,19 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
 }
 
 #[test]
-fn a_gate_prune_deletes_batches_whole_and_packs_only_single_record_tombstones() {
+fn a_prune_deletes_batches_whole_and_single_records_by_key() {
     let mut s = store();
     let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
     let entries = s.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
     let written = s.seal(&entries, t0());
     let later = t0() + Duration::hours(24) + Duration::seconds(1);
     // The batch expires whole: its entries need no tombstones of their own.
-    assert_eq!(s.prune_sealed(later), vec![tombstone(&written.key)]);
+    assert_eq!(s.prune(later), vec![tombstone(&written.key)]);
     assert_eq!((s.dedup_entries(), s.cap_keys()), (0, 0));
     assert_eq!(s.batch_records(), 0);
 
-    // Entries restored from single records are tombstoned, packed in a batch.
+    // Entries restored from single records (the format before batches)
+    // get a tombstone record each, so the compacted topic forgets them.
     let legacy = store().record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
     let mut s = restore(&legacy);
     let entries = s.record(
@@ -405,37 +406,14 @@ fn a_gate_prune_deletes_batches_whole_and_packs_only_single_record_tombstones() 
         t0(),
     );
     let written = s.seal(&entries, t0());
-    let out = s.prune_sealed(later);
-    assert_eq!(out.len(), 2, "{out:?}");
-    assert!(out[0].key.starts_with(b"batch/") && out[0].value.is_some());
-    assert_eq!(out[1], tombstone(&written.key));
-    let mut restored = restore(&legacy);
-    restored
-        .apply_changelog(&written.key, written.value.as_deref())
-        .unwrap();
-    restored
-        .apply_changelog(&out[0].key, out[0].value.as_deref())
-        .unwrap();
-    restored.prune(later);
-    assert_eq!(restored.dedup_entries(), 0);
-    assert_eq!(restored.cap_keys(), 0);
-    // The prune's batch holds exactly the legacy records' tombstones.
-    let Change::Batch {
-        entries: Some(inner),
-        ..
-    } = changelog::decode(&out[0].key, out[0].value.as_deref()).unwrap()
-    else {
-        panic!("not a batch: {:?}", out[0]);
-    };
-    let mut deleted: Vec<_> = inner
-        .iter()
-        .map(|e| (e.key.clone(), e.value.clone()))
-        .collect();
-    let mut expected: Vec<_> = legacy.iter().map(|e| (e.key.clone(), None)).collect();
-    deleted.sort();
-    expected.sort();
-    assert_eq!(deleted, expected);
-    assert_eq!(s.batch_records(), 1, "the prune's own batch is remembered");
+    let out = s.prune(later);
+    assert_eq!(out.len(), legacy.len() + 1, "{out:?}");
+    assert!(out.iter().all(|e| e.value.is_none()));
+    let mut log = legacy.clone();
+    log.push(written);
+    log.extend(out);
+    assert_eq!(compact(&log), Vec::new());
+    assert_eq!(s.batch_records(), 0);
 }
 
 fn tombstone(key: &[u8]) -> ChangelogEntry {

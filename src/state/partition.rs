@@ -13,7 +13,7 @@
 //! [`PartitionState::apply_changelog`], then `prune`; for each decision call
 //! [`PartitionState::record`], pack what it returns for a batch of inputs
 //! with [`PartitionState::seal`] into one record and write it **before**
-//! committing those input offsets; call `prune_sealed` now and then and
+//! committing those input offsets; call `prune` now and then and
 //! write what it returns. Entries of a batch record expire with the batch,
 //! so only entries restored from single `dedup/` or `cap/` records (the
 //! format before batches) get a tombstone of their own.
@@ -29,9 +29,6 @@ use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
 use crate::state::caps::CapMemory;
 use crate::state::changelog::{self, CapKey, Change, ChangelogEntry, ChangelogError};
 use crate::state::dedup::DedupMemory;
-
-/// Tombstones per batch record written by a prune (~100 bytes each).
-const PRUNE_BATCH: usize = 2000;
 
 /// Caps and duplicates of one input partition.
 #[derive(Debug, Clone)]
@@ -133,26 +130,14 @@ impl PartitionState {
     }
 
     /// Drops what is older than its window and returns the tombstones to
-    /// write, so the compacted changelog forgets it too: one per expired
-    /// entry restored from a single `dedup/` or `cap/` record, then one per
-    /// batch record past the windows.
+    /// write, each as a record of its own so the compacted changelog
+    /// forgets it too: one per batch record past the windows, and one per
+    /// expired entry restored from a single `dedup/` or `cap/` record.
+    /// Entries written inside batches need none: they go with their batch,
+    /// and a restore drops what it brings back past the window.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = self.prune_entries(now);
         out.extend(self.prune_batches(now));
-        out
-    }
-
-    /// What the gate writes for a prune: the expired entries' tombstones
-    /// packed into batch records (like decisions), then the tombstones of
-    /// whole batch records past the windows.
-    pub fn prune_sealed(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
-        let entries = self.prune_entries(now);
-        let batches = self.prune_batches(now);
-        let mut out: Vec<ChangelogEntry> = entries
-            .chunks(PRUNE_BATCH)
-            .map(|chunk| self.seal(chunk, now))
-            .collect();
-        out.extend(batches);
         out
     }
 

@@ -182,9 +182,8 @@ impl Stores {
 
     /// Prunes every partition and hands `emit` what to write while that
     /// partition is still locked (so a tombstone always precedes any later
-    /// entry for its key): the expired entries' tombstones packed into
-    /// batch records, and the tombstones of whole batch records past the
-    /// windows.
+    /// entry for its key): the tombstones of whole batch records past the
+    /// windows, and of expired single records (the format before batches).
     pub fn prune(&self, now: DateTime<Utc>, mut emit: impl FnMut(i32, ChangelogEntry)) {
         let partitions: Vec<(i32, Shared)> = read(&self.partitions)
             .iter()
@@ -192,7 +191,7 @@ impl Stores {
             .collect();
         for (p, shared) in partitions {
             let mut state = lock(&shared);
-            for record in state.prune_sealed(now) {
+            for record in state.prune(now) {
                 emit(p, record);
             }
         }
