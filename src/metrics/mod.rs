@@ -32,8 +32,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     events_consumed: IntCounterVec,
-    /// The input topic's counter, resolved at its first record.
-    outbound_consumed: std::sync::OnceLock<(String, IntCounter)>,
     /// `smsgate_decisions_total` per outcome and `smsgate_reasons_total`
     /// per code (in `ALL` order), resolved once: a label lookup per event
     /// showed in the profile.
@@ -123,7 +121,6 @@ impl Metrics {
                 "Records polled from an input topic",
                 &["topic"],
             ),
-            outbound_consumed: std::sync::OnceLock::new(),
             produced: counter_vec(
                 &r,
                 PRODUCED,
@@ -247,22 +244,10 @@ impl Metrics {
         self.policy_info.with_label_values(&[version]).set(1);
     }
 
-    pub fn consumed(&self, topic: &str) {
-        self.events_consumed.with_label_values(&[topic]).inc();
-    }
-
-    /// [`Metrics::consumed`] for the gate's input, whose counter is looked
-    /// up once (this runs once per record).
-    pub fn consumed_outbound(&self, topic: &str) {
-        let (t, c) = self.outbound_consumed.get_or_init(|| {
-            let c = self.events_consumed.with_label_values(&[topic]);
-            (topic.to_string(), c)
-        });
-        if t == topic {
-            c.inc();
-        } else {
-            self.consumed(topic);
-        }
+    /// The records-polled counter of an input topic, for its consume loop
+    /// to hold (a label lookup per record showed in the profile).
+    pub fn consumed_counter(&self, topic: &str) -> IntCounter {
+        self.events_consumed.with_label_values(&[topic])
     }
 
     /// One decision: its outcome, every reason code, and the poll → decision time.

@@ -276,8 +276,9 @@ impl Gate {
             metrics: self.metrics.clone(),
             abandon: AtomicBool::new(false),
         });
+        let worker_count = s.decide_workers();
         let workers = Arc::new(
-            worker::Workers::start(s.decide_workers(), handler)
+            worker::Workers::start(worker_count, handler)
                 .map_err(|e| PipelineError::Thread(e.to_string()))?,
         );
         let context = GateContext {
@@ -327,7 +328,7 @@ impl Gate {
             group = %s.kafka.group_id,
             policy = %self.policy.version(),
             metrics = %self.metrics_addr.get().map(|a| a.to_string()).unwrap_or_default(),
-            workers = s.decide_workers(),
+            workers = worker_count,
             "consuming"
         );
 

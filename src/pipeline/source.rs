@@ -51,6 +51,8 @@ impl Intake<'_> {
         let ctx = self.consumer.context();
         let commit_every = Duration::from_millis(self.settings.pipeline.commit_interval_ms);
         let max_in_flight = self.settings.pipeline.max_in_flight;
+        // The consumer is subscribed to `topics.outbound` only.
+        let consumed = ctx.metrics.consumed_counter(&self.settings.topics.outbound);
         let mut last_commit = Instant::now();
         let mut last_prune = Instant::now();
         let mut last_poll = Instant::now();
@@ -99,6 +101,7 @@ impl Intake<'_> {
                 }
                 None => {}
                 Some(Ok(message)) => {
+                    consumed.inc();
                     if let Err(why) = self.process(&message, Instant::now()) {
                         return Ended::Fatal(why);
                     }
@@ -123,7 +126,6 @@ impl Intake<'_> {
     fn process(&self, m: &BorrowedMessage<'_>, polled_at: Instant) -> Result<(), String> {
         let ctx = self.consumer.context();
         let (partition, offset) = (m.partition(), m.offset());
-        ctx.metrics.consumed_outbound(m.topic());
         let Some(epoch) = ctx.flight.take(partition, offset) else {
             // Not (or no longer) ours: the owner reads it from the committed offset.
             return Ok(());

@@ -85,7 +85,7 @@ impl CapMemory {
         // Clocks only move forward here, but keep the order if one did not.
         let at = times.partition_point(|t| *t <= now_ms);
         times.insert(at, now_ms);
-        let entry = changelog::cap_entry_ms(&key, &times);
+        let entry = changelog::cap_entry(&key, &times);
         if let Some(a) = Approvals::from_sorted(times) {
             self.pairs.insert(key, a);
         }

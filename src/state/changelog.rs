@@ -13,8 +13,8 @@
 //!   range of the deferred topic already released (`state::deferred`);
 //! - a tombstone (no value) deletes a key once its window has passed.
 //!
-//! The gate writes the `dedup/` and `cap/` entries (and their tombstones)
-//! packed into **batch records**, one per worker batch and input partition:
+//! The gate writes the `dedup/` and `cap/` entries packed into **batch
+//! records** (older batches may also carry entry tombstones), one per worker batch and input partition:
 //! `batch/<written ms>/<16 hex>` → `{"at_ms":…,"entries":[["dedup/m-1",{…}],
 //! ["cap/…",null],…]}`, applied entry by entry in order at restore. One
 //! Kafka record per decision made the changelog as expensive as the output
@@ -110,19 +110,8 @@ pub fn dedup_entry(message_id: &str, seen: &Seen) -> ChangelogEntry {
     }
 }
 
-pub fn cap_entry<'a>(
-    key: &CapKey,
-    approved: impl IntoIterator<Item = &'a DateTime<Utc>>,
-) -> ChangelogEntry {
-    let ms: Vec<i64> = approved
-        .into_iter()
-        .map(DateTime::timestamp_millis)
-        .collect();
-    cap_entry_ms(key, &ms)
-}
-
-/// [`cap_entry`] with the times already in Unix milliseconds.
-pub fn cap_entry_ms(key: &CapKey, approved_ms: &[i64]) -> ChangelogEntry {
+/// A pair's approval times in the window, in Unix milliseconds.
+pub fn cap_entry(key: &CapKey, approved_ms: &[i64]) -> ChangelogEntry {
     let value = CapValue {
         approved_ms: approved_ms.to_vec(),
     };
@@ -294,7 +283,7 @@ mod tests {
             }
         );
         let k = CapKey::new("+8613812345678", "sme-loan");
-        let e = cap_entry(&k, &[t]);
+        let e = cap_entry(&k, &[t.timestamp_millis()]);
         assert!(!String::from_utf8_lossy(e.value.as_deref().unwrap()).contains("13812345678"));
         assert_eq!(
             decode(&e.key, e.value.as_deref()).unwrap(),
@@ -322,7 +311,7 @@ mod tests {
         let k = CapKey::new("+8613812345678", "sme-loan");
         let entries = vec![
             dedup_entry("m-1", &seen),
-            cap_entry(&k, &[t]),
+            cap_entry(&k, &[t.timestamp_millis()]),
             tombstone(dedup_key("m-0")),
         ];
         let b = batch_entry(&entries, t, 0xab);

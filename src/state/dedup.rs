@@ -98,13 +98,21 @@ impl DedupMemory {
         now: DateTime<Utc>,
         window: Duration,
     ) -> Seen {
-        let id = self.hash(message_id);
-        let first_at = match self.ids.get(&id) {
-            Some(p) if now - p.first_at() < window => p.first_at(),
-            _ => now,
+        let fresh = Seen {
+            first_at: now,
+            outcome,
         };
-        let seen = Seen { first_at, outcome };
-        self.ids.insert(id, Packed::new(seen));
+        let slot = self
+            .ids
+            .entry(self.hash(message_id))
+            .or_insert(Packed::new(fresh));
+        let first_at = slot.first_at();
+        let seen = if now - first_at < window {
+            Seen { first_at, outcome }
+        } else {
+            fresh
+        };
+        *slot = Packed::new(seen);
         seen
     }
 

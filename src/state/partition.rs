@@ -81,7 +81,7 @@ impl PartitionState {
         out
     }
 
-    /// Packs `entries` (from `record` and `prune`, in order) into one batch
+    /// Packs `entries` (from `record`, in order) into one batch
     /// record to write, and remembers it for deletion after the windows.
     pub fn seal(&mut self, entries: &[ChangelogEntry], now: DateTime<Utc>) -> ChangelogEntry {
         self.nonce = self.nonce.wrapping_add(1);
@@ -136,22 +136,11 @@ impl PartitionState {
     /// Entries written inside batches need none: they go with their batch,
     /// and a restore drops what it brings back past the window.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
-        let mut out = self.prune_entries(now);
-        out.extend(self.prune_batches(now));
-        out
-    }
-
-    fn prune_entries(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = Vec::new();
         self.seen.prune(now - self.dedup_window, &mut out);
         self.caps.prune(now - self.cap_window, &mut out);
-        out
-    }
-
-    /// A batch written at W holds nothing live after W + the longer window.
-    fn prune_batches(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
+        // A batch written at W holds nothing live after W + the longer window.
         let horizon = now - self.dedup_window.max(self.cap_window);
-        let mut out = Vec::new();
         self.batches.retain(|(at, key)| {
             let keep = *at >= horizon;
             if !keep {

@@ -180,10 +180,10 @@ impl Stores {
         }
     }
 
-    /// Prunes every partition and hands `emit` what to write while that
-    /// partition is still locked (so a tombstone always precedes any later
-    /// entry for its key): the tombstones of whole batch records past the
-    /// windows, and of expired single records (the format before batches).
+    /// Prunes every partition and hands `emit` what to write: the
+    /// tombstones of whole batch records past the windows, and of expired
+    /// single records (the format before batches). Neither key is ever
+    /// written again, so no later entry can overtake a tombstone.
     pub fn prune(&self, now: DateTime<Utc>, mut emit: impl FnMut(i32, ChangelogEntry)) {
         let partitions: Vec<(i32, Shared)> = read(&self.partitions)
             .iter()
