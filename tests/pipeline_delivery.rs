@@ -39,13 +39,8 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         "decided only {:?}",
         run.metrics.snapshot()
     );
-    let ends = h.end_offsets();
     assert!(
-        wait_for(Duration::from_secs(20), || {
-            let c = h.committed();
-            ends.iter().all(|(p, end)| c.get(p) == Some(end))
-        })
-        .await,
+        wait_committed_to_end(&h, Duration::from_secs(20)).await,
         "offsets committed to the end while running"
     );
     let addr = *run.addr.get().expect("metrics server bound");
@@ -171,7 +166,7 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
     }
 
     let committed = h.committed();
-    for (p, end) in ends {
+    for (p, end) in h.end_offsets() {
         assert_eq!(
             committed.get(&p),
             Some(&end),

@@ -20,6 +20,11 @@ async fn finish(h: &Harness, run: Running, total: usize) -> usize {
         "stalled at {:?}",
         run.metrics.snapshot()
     );
+    assert!(
+        wait_committed_to_end(h, Duration::from_secs(60)).await,
+        "committed to the end while running, at {:?}",
+        run.metrics.snapshot()
+    );
     run.shutdown.trigger();
     let summary = run.task.await.unwrap().unwrap();
     assert!(summary.drained);

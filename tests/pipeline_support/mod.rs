@@ -235,6 +235,19 @@ impl Harness {
     }
 }
 
+/// Waits until the gate's group has committed every input partition to its
+/// end offset, up to `timeout`: every input decided and acknowledged (the
+/// decision count alone overshoots when records are read again after a
+/// lost assignment).
+pub async fn wait_committed_to_end(h: &Harness, timeout: Duration) -> bool {
+    let ends = h.end_offsets();
+    wait_for(timeout, || {
+        let c = h.committed();
+        ends.iter().all(|(p, end)| c.get(p) == Some(end))
+    })
+    .await
+}
+
 /// Waits until `cond` holds, up to `timeout`; returns whether it held.
 pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
