@@ -4,9 +4,15 @@
 //! whose detail names every bad field, and the pipeline quarantines it with
 //! reason `malformed`. Nothing here panics on any byte sequence.
 
+mod loose;
+
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::Value;
+
+use loose::{Loose, Shaped};
 
 /// Values larger than this are quarantined without being parsed.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -91,21 +97,53 @@ pub struct Malformed {
     pub detail: String,
 }
 
-/// Fields as they arrive; typed checks happen in [`parse`] so that every bad
-/// field is reported, not only the first serde stumbles on.
+/// Fields as they arrive; typed checks happen in [`validate`] so that every
+/// bad field is reported, not only the first serde stumbles on. Strings
+/// borrow from the input where they can.
 #[derive(Deserialize)]
-struct Raw {
-    message_id: Option<Value>,
-    created_at: Option<Value>,
-    to: Option<Value>,
-    sender: Option<Value>,
-    category: Option<Value>,
-    body: Option<Value>,
-    campaign_id: Option<Value>,
-    subject: Option<Value>,
-    template_id: Option<Value>,
-    recipient: Option<Value>,
-    targeting: Option<Value>,
+struct Raw<'a> {
+    #[serde(borrow)]
+    message_id: Option<Loose<'a>>,
+    #[serde(borrow)]
+    created_at: Option<Loose<'a>>,
+    #[serde(borrow)]
+    to: Option<Loose<'a>>,
+    #[serde(borrow)]
+    sender: Option<Loose<'a>>,
+    #[serde(borrow)]
+    category: Option<Loose<'a>>,
+    #[serde(borrow)]
+    body: Option<Loose<'a>>,
+    #[serde(borrow)]
+    campaign_id: Option<Loose<'a>>,
+    #[serde(borrow)]
+    subject: Option<Loose<'a>>,
+    #[serde(borrow)]
+    template_id: Option<Loose<'a>>,
+    #[serde(borrow)]
+    recipient: Option<Shaped<RawRecipient<'a>>>,
+    #[serde(borrow)]
+    targeting: Option<Shaped<RawTargeting<'a>>>,
+}
+
+/// `recipient` as it arrives; unknown keys are ignored.
+#[derive(Deserialize)]
+struct RawRecipient<'a> {
+    #[serde(borrow)]
+    age: Option<Loose<'a>>,
+    #[serde(borrow)]
+    student: Option<Loose<'a>>,
+    #[serde(borrow)]
+    region: Option<Loose<'a>>,
+    #[serde(borrow)]
+    timezone: Option<Loose<'a>>,
+}
+
+/// `targeting` as it arrives.
+#[derive(Deserialize)]
+struct RawTargeting<'a> {
+    #[serde(borrow)]
+    personalized: Option<Loose<'a>>,
 }
 
 /// True for `+`, a non-zero digit, then 7–14 more digits (CONTRACT §10).
@@ -139,19 +177,28 @@ pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
     })?;
     // Fast path: straight into the fields, without an intermediate map.
     // Whatever it refuses (not an object, a duplicate key, bad JSON) takes
-    // the path below, so every detail stays the same. (Only for objects: a
-    // struct would also deserialize from an array.)
+    // the path below, which reads duplicates as the last one wins and
+    // explains the rest. (Only for objects: a struct would also deserialize
+    // from an array.)
     if text.trim_start().starts_with('{')
         && let Ok(raw) = serde_json::from_str::<Raw>(text)
     {
         return validate(raw);
     }
+    parse_via_value(text)
+}
+
+/// The slow path: through a `Value`, which accepts and explains anything.
+fn parse_via_value(text: &str) -> Result<OutboundSms, Malformed> {
+    let fail = |detail: String| Malformed {
+        message_id: None,
+        detail,
+    };
     let value: Value = serde_json::from_str(text).map_err(|e| fail(format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(fail(format!("not a JSON object but {}", kind(&value))));
     }
-    let raw: Raw =
-        serde_json::from_value(value).map_err(|e| fail(format!("unreadable object: {e}")))?;
+    let raw = Raw::deserialize(&value).map_err(|e| fail(format!("unreadable object: {e}")))?;
     validate(raw)
 }
 
@@ -176,32 +223,28 @@ impl Problems {
     }
 
     /// A required string field.
-    fn required_str(&mut self, field: &str, v: Option<Value>) -> Option<String> {
+    fn required_str<'a>(&mut self, field: &str, v: Option<Loose<'a>>) -> Option<Cow<'a, str>> {
         match v {
             None => {
                 self.push(field, "missing");
                 None
             }
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                self.push(
-                    field,
-                    format_args!("expected a string, got {}", kind(&other)),
-                );
-                None
-            }
+            Some(v) => self.string(field, v),
         }
     }
 
     /// An optional string field; null counts as absent.
-    fn optional_str(&mut self, field: &str, v: Option<Value>) -> Option<String> {
+    fn optional_str(&mut self, field: &str, v: Option<Loose<'_>>) -> Option<String> {
+        v.and_then(|v| self.string(field, v)).map(Cow::into_owned)
+    }
+
+    fn string<'a>(&mut self, field: &str, v: Loose<'a>) -> Option<Cow<'a, str>> {
         match v {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
+            Loose::Str(s) => Some(s),
+            other => {
                 self.push(
                     field,
-                    format_args!("expected a string, got {}", kind(&other)),
+                    format_args!("expected a string, got {}", other.kind()),
                 );
                 None
             }
@@ -209,7 +252,7 @@ impl Problems {
     }
 }
 
-fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
+fn validate(raw: Raw<'_>) -> Result<OutboundSms, Malformed> {
     let mut p = Problems::default();
 
     let message_id = p.required_str("message_id", raw.message_id);
@@ -283,12 +326,12 @@ fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
             Some(category),
             Some(body),
         ) if p.0.is_empty() => Ok(OutboundSms {
-            message_id,
+            message_id: message_id.into_owned(),
             created_at,
-            to,
-            sender,
+            to: to.into_owned(),
+            sender: sender.into_owned(),
             category,
-            body,
+            body: body.into_owned(),
             campaign_id,
             subject,
             template_id,
@@ -296,71 +339,66 @@ fn validate(raw: Raw) -> Result<OutboundSms, Malformed> {
             personalized,
         }),
         _ => Err(Malformed {
-            message_id: id_for_error,
+            message_id: id_for_error.map(Cow::into_owned),
             detail: p.0.join("; "),
         }),
     }
 }
 
-fn parse_recipient(p: &mut Problems, v: Option<Value>) -> Recipient {
+fn parse_recipient(p: &mut Problems, v: Option<Shaped<RawRecipient<'_>>>) -> Recipient {
     let mut r = Recipient::default();
-    let map = match v {
+    let raw = match v {
         None => return r,
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            p.push(
-                "recipient",
-                format_args!("expected an object, got {}", kind(&other)),
-            );
+        Some(Shaped::Object(raw)) => raw,
+        Some(Shaped::Other(kind)) => {
+            p.push("recipient", format_args!("expected an object, got {kind}"));
             return r;
         }
     };
-    for (key, value) in map {
-        if value.is_null() {
-            continue;
+    // Checked in key order, so details read the same on both parse paths.
+    if let Some(age) = raw.age {
+        match age {
+            Loose::UInt(age) if age <= 150 => r.age = Some(age as u32),
+            _ => p.push("recipient.age", "expected an integer from 0 to 150"),
         }
-        match key.as_str() {
-            "age" => match value.as_u64() {
-                Some(age) if age <= 150 => r.age = Some(age as u32),
-                _ => p.push("recipient.age", "expected an integer from 0 to 150"),
-            },
-            "student" => match value.as_bool() {
-                Some(b) => r.student = Some(b),
-                None => p.push("recipient.student", "expected a boolean"),
-            },
-            "region" => match value.as_str() {
-                Some(s) if is_iso_3166_2(s) => r.region = Some(s.to_string()),
-                _ => p.push(
-                    "recipient.region",
-                    "expected an ISO 3166-2 code such as US-FL",
-                ),
-            },
-            "timezone" => match value.as_str().and_then(|s| s.parse::<chrono_tz::Tz>().ok()) {
-                Some(tz) => r.timezone = Some(tz),
-                None => p.push("recipient.timezone", "expected an IANA time zone name"),
-            },
-            _ => {}
+    }
+    if let Some(region) = raw.region {
+        match region.as_str() {
+            Some(s) if is_iso_3166_2(s) => r.region = Some(s.to_string()),
+            _ => p.push(
+                "recipient.region",
+                "expected an ISO 3166-2 code such as US-FL",
+            ),
+        }
+    }
+    if let Some(student) = raw.student {
+        match student {
+            Loose::Bool(b) => r.student = Some(b),
+            _ => p.push("recipient.student", "expected a boolean"),
+        }
+    }
+    if let Some(tz) = raw.timezone {
+        match tz.as_str().and_then(|s| s.parse::<chrono_tz::Tz>().ok()) {
+            Some(tz) => r.timezone = Some(tz),
+            None => p.push("recipient.timezone", "expected an IANA time zone name"),
         }
     }
     r
 }
 
-fn parse_targeting(p: &mut Problems, v: Option<Value>) -> bool {
+fn parse_targeting(p: &mut Problems, v: Option<Shaped<RawTargeting<'_>>>) -> bool {
     match v {
         None => false,
-        Some(Value::Object(map)) => match map.get("personalized") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
+        Some(Shaped::Object(raw)) => match raw.personalized {
+            None => false,
+            Some(Loose::Bool(b)) => b,
             Some(_) => {
                 p.push("targeting.personalized", "expected a boolean");
                 false
             }
         },
-        Some(other) => {
-            p.push(
-                "targeting",
-                format_args!("expected an object, got {}", kind(&other)),
-            );
+        Some(Shaped::Other(kind)) => {
+            p.push("targeting", format_args!("expected an object, got {kind}"));
             false
         }
     }
@@ -382,6 +420,7 @@ fn is_iso_3166_2(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const GOOD: &str = r#"{"message_id":"m-1","created_at":"2026-11-28T09:30:00+08:00","to":"+8613812345678","sender":"huinong-credit","category":"marketing","body":"hi","recipient":{"age":41,"student":false,"region":"CN-BJ","timezone":"Asia/Shanghai"},"targeting":{"personalized":true},"extra":1}"#;
 
@@ -435,6 +474,82 @@ mod tests {
                 .detail
                 .contains("message_id: missing")
         );
+    }
+
+    #[test]
+    fn a_duplicate_key_reads_as_the_last_one_wins() {
+        let s = GOOD.replace(r#""body":"hi""#, r#""body":"first","body":"hi""#);
+        assert_eq!(parse(s.as_bytes()).unwrap().body, "hi");
+        let s = GOOD.replace(r#""age":41"#, r#""age":41,"age":"x""#);
+        assert!(
+            parse(s.as_bytes())
+                .unwrap_err()
+                .detail
+                .contains("recipient.age")
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let s = GOOD.replace(r#""body":"hi""#, r#""body":"\u9000\u8ba2 \"q\"""#);
+        assert_eq!(parse(s.as_bytes()).unwrap().body, "退订 \"q\"");
+    }
+
+    /// Any JSON value, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-zA-Z0-9+:/_ -]{0,12}".prop_map(Value::from),
+            Just(Value::from("2026-11-28T09:30:00+08:00")),
+            Just(Value::from("+8613812345678")),
+            Just(Value::from("marketing")),
+            Just(Value::from("CN-BJ")),
+            Just(Value::from("Asia/Shanghai")),
+            (0u64..200).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("age".to_string()),
+                        Just("student".to_string()),
+                        Just("region".to_string()),
+                        Just("timezone".to_string()),
+                        Just("personalized".to_string()),
+                        "[a-z]{1,4}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The borrowing fast path and the `Value` path agree on every
+        /// object: the same event, or the same detail.
+        #[test]
+        fn both_parse_paths_agree(
+            fields in proptest::collection::btree_map(
+                prop_oneof![
+                    Just("message_id"), Just("created_at"), Just("to"), Just("sender"),
+                    Just("category"), Just("body"), Just("campaign_id"), Just("subject"),
+                    Just("template_id"), Just("recipient"), Just("targeting"), Just("extra"),
+                ],
+                any_json(),
+                0..12,
+            )
+        ) {
+            let object: serde_json::Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let text = Value::Object(object).to_string();
+            prop_assert_eq!(parse(text.as_bytes()), parse_via_value(&text));
+        }
     }
 
     #[test]
