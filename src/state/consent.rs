@@ -12,7 +12,10 @@
 //! - a fact is 16 bytes: times as seconds since 2000 plus milliseconds
 //!   (exact to the millisecond; sub-millisecond digits are dropped, so two
 //!   events less than 1 ms apart tie and the opt-out wins, and an expiry is
-//!   at most 1 ms early), action and scope packed into spare bits.
+//!   at most 1 ms early), action and scope packed into spare bits;
+//! - a map slot is 24 bytes, the hashed number and the recipient's one fact;
+//!   the few recipients with more facts keep their list in an arena and the
+//!   slot holds its index, marked by a bit no fact sets.
 //!
 //! History is folded per (sender or `*`, scope) so that every verdict of
 //! [`crate::policy::consent::evaluate`] stays identical (a property test
@@ -220,19 +223,96 @@ struct RawConsent<'a> {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// A recipient's facts: almost everyone has one, so it is stored inline.
-#[derive(Debug, Clone)]
-enum Facts {
-    One(Fact),
-    Many(Box<[Fact]>),
+/// Marks a [`Slot`] that holds an overflow index instead of a fact (a bit a
+/// fact never sets: its `at_ms_kind` uses bits 0–12).
+const MANY: u16 = 1 << 15;
+
+/// A recipient's folded facts in 16 bytes, so a map slot is 24: the fact
+/// itself (almost everyone has one), or, marked by [`MANY`], the index of
+/// its list in the [`Overflow`] arena.
+#[derive(Debug, Clone, Copy)]
+struct Slot(Fact);
+
+/// What a [`Slot`] holds.
+enum Held {
+    One,
+    Many(u32),
 }
 
-impl Facts {
-    fn as_slice(&self) -> &[Fact] {
-        match self {
-            Facts::One(f) => std::slice::from_ref(f),
-            Facts::Many(v) => v,
+impl Slot {
+    fn many(index: u32) -> Slot {
+        Slot(Fact {
+            at_s: index,
+            exp_s: 0,
+            sender: 0,
+            at_ms_kind: MANY,
+            exp_ms: 0,
+        })
+    }
+
+    fn held(self) -> Held {
+        if self.0.at_ms_kind & MANY == 0 {
+            Held::One
+        } else {
+            Held::Many(self.0.at_s)
         }
+    }
+}
+
+/// The fact lists of recipients with more than one fact, by index; indices
+/// freed when a list folds back to one fact are reused.
+#[derive(Debug, Default)]
+struct Overflow {
+    lists: Vec<Box<[Fact]>>,
+    free: Vec<u32>,
+}
+
+impl Overflow {
+    fn get(&self, index: u32) -> &[Fact] {
+        self.lists.get(index as usize).map_or(&[], |l| &**l)
+    }
+
+    /// The facts a slot stands for.
+    fn facts<'a>(&'a self, slot: &'a Slot) -> &'a [Fact] {
+        if slot.0.at_ms_kind & MANY == 0 {
+            std::slice::from_ref(&slot.0)
+        } else {
+            self.get(slot.0.at_s)
+        }
+    }
+
+    fn put(&mut self, list: Box<[Fact]>) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.replace(i, list);
+                i
+            }
+            None => {
+                // Never reaches u32::MAX: that many lists would need more
+                // memory than the map of their recipients could hold.
+                let i = self.lists.len() as u32;
+                self.lists.push(list);
+                i
+            }
+        }
+    }
+
+    fn replace(&mut self, index: u32, list: Box<[Fact]>) {
+        if let Some(slot) = self.lists.get_mut(index as usize) {
+            *slot = list;
+        }
+    }
+
+    fn release(&mut self, index: u32) {
+        self.replace(index, Box::default());
+        self.free.push(index);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let facts: usize = self.lists.iter().map(|l| l.len()).sum();
+        facts * size_of::<Fact>()
+            + self.lists.capacity() * size_of::<Box<[Fact]>>()
+            + self.free.capacity() * size_of::<u32>()
     }
 }
 
@@ -303,7 +383,9 @@ pub struct ConsentTable {
     /// Key of the phone-number hash, random per process.
     keys: RandomState,
     /// Folded facts by hashed recipient.
-    recipients: HashMap<u64, Facts, BuildHasherDefault<IdentityHasher>>,
+    recipients: HashMap<u64, Slot, BuildHasherDefault<IdentityHasher>>,
+    /// Lists of the recipients with more than one fact.
+    overflow: Overflow,
     senders: Interner,
     /// Events applied that count.
     counted: u64,
@@ -327,6 +409,7 @@ impl ConsentTable {
         ConsentTable {
             keys: RandomState::new(),
             recipients: HashMap::with_capacity_and_hasher(recipients, Default::default()),
+            overflow: Overflow::default(),
             senders: Interner::default(),
             counted: 0,
             ignored_without_evidence: 0,
@@ -351,19 +434,26 @@ impl ConsentTable {
     fn insert(&mut self, to: &str, fact: Fact) {
         self.counted += 1;
         let key = self.key(to);
-        match self.recipients.get_mut(&key) {
-            None => {
-                self.recipients.insert(key, Facts::One(fact));
+        let Some(slot) = self.recipients.get_mut(&key) else {
+            self.recipients.insert(key, Slot(fact));
+            return;
+        };
+        let mut facts = self.overflow.facts(slot).to_vec();
+        fold(&mut facts, fact);
+        *slot = match (slot.held(), facts.as_slice()) {
+            // Folding always keeps at least one fact.
+            (_, []) => *slot,
+            (Held::One, [one]) => Slot(*one),
+            (Held::Many(i), [one]) => {
+                self.overflow.release(i);
+                Slot(*one)
             }
-            Some(slot) => {
-                let mut facts = slot.as_slice().to_vec();
-                fold(&mut facts, fact);
-                *slot = match facts.as_slice() {
-                    [one] => Facts::One(*one),
-                    many => Facts::Many(many.into()),
-                };
+            (Held::One, many) => Slot::many(self.overflow.put(many.into())),
+            (Held::Many(i), many) => {
+                self.overflow.replace(i, many.into());
+                *slot
             }
-        }
+        };
     }
 
     /// Parses and applies one record value from the consent topic: the same
@@ -405,7 +495,10 @@ impl ConsentTable {
 
     /// Facts kept after folding.
     pub fn facts(&self) -> usize {
-        self.recipients.values().map(|f| f.as_slice().len()).sum()
+        self.recipients
+            .values()
+            .map(|slot| self.overflow.facts(slot).len())
+            .sum()
     }
 
     /// Counted events applied so far.
@@ -429,23 +522,15 @@ impl ConsentTable {
         } else {
             (self.recipients.capacity() * 8 / 7).next_power_of_two()
         };
-        let table = buckets * (size_of::<(u64, Facts)>() + 1);
-        let lists: usize = self
-            .recipients
-            .values()
-            .map(|f| match f {
-                Facts::One(_) => 0,
-                Facts::Many(v) => v.len() * size_of::<Fact>(),
-            })
-            .sum();
-        table + lists + self.senders.heap_bytes()
+        let table = buckets * (size_of::<(u64, Slot)>() + 1);
+        table + self.overflow.heap_bytes() + self.senders.heap_bytes()
     }
 }
 
 impl ConsentView for ConsentTable {
     fn for_each_consent(&self, to: &str, f: &mut dyn FnMut(ConsentFact<'_>)) {
-        if let Some(facts) = self.recipients.get(&self.key(to)) {
-            for fact in facts.as_slice() {
+        if let Some(slot) = self.recipients.get(&self.key(to)) {
+            for fact in self.overflow.facts(slot) {
                 f(fact.view(&self.senders));
             }
         }
@@ -476,8 +561,74 @@ mod tests {
     }
 
     #[test]
-    fn a_fact_is_sixteen_bytes() {
+    fn a_fact_is_sixteen_bytes_and_a_map_slot_twenty_four() {
         assert_eq!(size_of::<Fact>(), 16);
+        assert_eq!(size_of::<(u64, Slot)>(), 24);
+    }
+
+    #[test]
+    fn a_fact_never_sets_the_overflow_bit() {
+        let e = event(
+            r#"{"to":"+8613812345678","action":"opt_out","scope":"personalization","sender":"a","at":"2026-10-01T10:00:00.999Z","source":"x"}"#,
+        );
+        assert_eq!(Fact::new(&e, u32::MAX).at_ms_kind & MANY, 0);
+    }
+
+    #[test]
+    fn overflow_lists_are_freed_and_reused() {
+        let mut t = ConsentTable::new();
+        let apply = |t: &mut ConsentTable, to: &str, action: &str, at: &str, expires: &str| {
+            t.apply(&event(&format!(
+                r#"{{"to":"{to}","action":"{action}","scope":"marketing","sender":"a","at":"{at}","source":"x","evidence_id":"e","expires_at":"{expires}"}}"#
+            )))
+        };
+        let (x, y) = ("+8613812345678", "+12125551234");
+        // Neither opt-in dominates the other (newer, but expiring sooner).
+        apply(
+            &mut t,
+            x,
+            "opt_in",
+            "2026-10-02T10:00:00Z",
+            "2027-01-01T00:00:00Z",
+        );
+        apply(
+            &mut t,
+            x,
+            "opt_in",
+            "2026-10-01T10:00:00Z",
+            "2028-01-01T00:00:00Z",
+        );
+        assert_eq!(facts(&t, x).len(), 2);
+        assert_eq!(t.overflow.lists.len(), 1);
+        // A newer opt-out folds both away: x is back to one fact.
+        apply(
+            &mut t,
+            x,
+            "opt_out",
+            "2026-10-03T10:00:00Z",
+            "2029-01-01T00:00:00Z",
+        );
+        assert_eq!(facts(&t, x).len(), 1);
+        assert_eq!(t.overflow.free, vec![0]);
+        // y's list takes the freed index.
+        apply(
+            &mut t,
+            y,
+            "opt_in",
+            "2026-10-02T10:00:00Z",
+            "2027-01-01T00:00:00Z",
+        );
+        apply(
+            &mut t,
+            y,
+            "opt_in",
+            "2026-10-01T10:00:00Z",
+            "2028-01-01T00:00:00Z",
+        );
+        assert_eq!(facts(&t, y).len(), 2);
+        assert_eq!(t.overflow.lists.len(), 1);
+        assert!(t.overflow.free.is_empty());
+        assert_eq!(t.facts(), 3);
     }
 
     #[test]
