@@ -582,22 +582,25 @@ mod tests {
                 r#"{{"to":"{to}","action":"{action}","scope":"marketing","sender":"a","at":"{at}","source":"x","evidence_id":"e","expires_at":"{expires}"}}"#
             )))
         };
+        // Two opt-ins neither of which dominates (newer, but expiring sooner).
+        let two_opt_ins = |t: &mut ConsentTable, to: &str| {
+            apply(
+                t,
+                to,
+                "opt_in",
+                "2026-10-02T10:00:00Z",
+                "2027-01-01T00:00:00Z",
+            );
+            apply(
+                t,
+                to,
+                "opt_in",
+                "2026-10-01T10:00:00Z",
+                "2028-01-01T00:00:00Z",
+            );
+        };
         let (x, y) = ("+8613812345678", "+12125551234");
-        // Neither opt-in dominates the other (newer, but expiring sooner).
-        apply(
-            &mut t,
-            x,
-            "opt_in",
-            "2026-10-02T10:00:00Z",
-            "2027-01-01T00:00:00Z",
-        );
-        apply(
-            &mut t,
-            x,
-            "opt_in",
-            "2026-10-01T10:00:00Z",
-            "2028-01-01T00:00:00Z",
-        );
+        two_opt_ins(&mut t, x);
         assert_eq!(facts(&t, x).len(), 2);
         assert_eq!(t.overflow.lists.len(), 1);
         // A newer opt-out folds both away: x is back to one fact.
@@ -611,20 +614,7 @@ mod tests {
         assert_eq!(facts(&t, x).len(), 1);
         assert_eq!(t.overflow.free, vec![0]);
         // y's list takes the freed index.
-        apply(
-            &mut t,
-            y,
-            "opt_in",
-            "2026-10-02T10:00:00Z",
-            "2027-01-01T00:00:00Z",
-        );
-        apply(
-            &mut t,
-            y,
-            "opt_in",
-            "2026-10-01T10:00:00Z",
-            "2028-01-01T00:00:00Z",
-        );
+        two_opt_ins(&mut t, y);
         assert_eq!(facts(&t, y).len(), 2);
         assert_eq!(t.overflow.lists.len(), 1);
         assert!(t.overflow.free.is_empty());
