@@ -36,11 +36,10 @@ impl Approvals {
         }
     }
 
-    /// Keeps the times after `horizon_ms`; `None` when none is left.
-    fn after(&self, horizon_ms: i64) -> Option<Approvals> {
+    /// The times at or after `ms` (the list is sorted).
+    fn since(&self, ms: i64) -> &[i64] {
         let times = self.as_slice();
-        let first = times.partition_point(|t| *t < horizon_ms);
-        Approvals::from_sorted(times[first..].to_vec())
+        &times[times.partition_point(|t| *t < ms)..]
     }
 }
 
@@ -59,7 +58,7 @@ impl CapMemory {
         let since = since.timestamp_millis();
         self.pairs
             .get(key)
-            .map(|a| a.as_slice().iter().filter(|t| **t >= since).count() as u32)
+            .map(|a| a.since(since).len() as u32)
             .unwrap_or(0)
     }
 
@@ -74,12 +73,7 @@ impl CapMemory {
         let horizon_ms = horizon.timestamp_millis();
         let now_ms = now.timestamp_millis();
         let mut times: Vec<i64> = match self.pairs.get(&key) {
-            Some(a) => a
-                .as_slice()
-                .iter()
-                .copied()
-                .filter(|t| *t >= horizon_ms)
-                .collect(),
+            Some(a) => a.since(horizon_ms).to_vec(),
             None => Vec::with_capacity(1),
         };
         // Clocks only move forward here, but keep the order if one did not.
@@ -128,7 +122,7 @@ impl CapMemory {
         let singles = &mut self.single_records;
         self.pairs.retain(|key, a| {
             if a.as_slice().first().is_some_and(|t| *t < horizon_ms) {
-                match a.after(horizon_ms) {
+                match Approvals::from_sorted(a.since(horizon_ms).to_vec()) {
                     Some(rest) => *a = rest,
                     None => {
                         if singles.remove(key) {

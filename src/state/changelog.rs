@@ -14,7 +14,8 @@
 //! - a tombstone (no value) deletes a key once its window has passed.
 //!
 //! The gate writes the `dedup/` and `cap/` entries packed into **batch
-//! records** (older batches may also carry entry tombstones), one per worker batch and input partition:
+//! records** (older batches may also carry entry tombstones), one per worker
+//! batch and input partition:
 //! `batch/<written ms>/<16 hex>` → `{"at_ms":…,"entries":[["dedup/m-1",{…}],
 //! ["cap/…",null],…]}`, applied entry by entry in order at restore. One
 //! Kafka record per decision made the changelog as expensive as the output

@@ -274,10 +274,9 @@ impl Overflow {
 
     /// The facts a slot stands for.
     fn facts<'a>(&'a self, slot: &'a Slot) -> &'a [Fact] {
-        if slot.0.at_ms_kind & MANY == 0 {
-            std::slice::from_ref(&slot.0)
-        } else {
-            self.get(slot.0.at_s)
+        match slot.held() {
+            Held::One => std::slice::from_ref(&slot.0),
+            Held::Many(index) => self.get(index),
         }
     }
 

@@ -49,8 +49,12 @@ impl Packed {
         Packed(ms << 2 | outcome)
     }
 
+    fn first_ms(self) -> u64 {
+        self.0 >> 2
+    }
+
     fn first_at(self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis((self.0 >> 2) as i64).unwrap_or_default()
+        DateTime::from_timestamp_millis(self.first_ms() as i64).unwrap_or_default()
     }
 
     fn seen(self) -> Seen {
@@ -142,7 +146,7 @@ impl DedupMemory {
         let horizon_ms = horizon.timestamp_millis().max(0) as u64;
         let singles = &mut self.single_records;
         self.ids.retain(|id, p| {
-            let keep = p.0 >> 2 > horizon_ms;
+            let keep = p.first_ms() > horizon_ms;
             if !keep && let Some(message_id) = singles.remove(id) {
                 tombstones.push(changelog::tombstone(changelog::dedup_key(&message_id)));
             }
