@@ -1,9 +1,12 @@
 //! Logging setup: `tracing` to stderr, `log.format` pretty or json,
 //! `log.level` as a tracing filter (`info`, `smsgate=debug,librdkafka=warn`).
+//! The json lines are written by [`json::JsonLines`].
 //!
 //! librdkafka's own log lines arrive through the clients' contexts (see
 //! `pipeline::kafka`) under the target `librdkafka`. Phone numbers are never
 //! logged in full: callers use [`crate::mask::phone`].
+
+mod json;
 
 use tracing_subscriber::EnvFilter;
 
@@ -27,7 +30,7 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if settings.format == "json" {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(json::JsonLines).try_init()
     } else {
         builder.try_init()
     };
