@@ -35,8 +35,8 @@ fn base(settings: &Settings) -> ClientConfig {
 /// 10 ms after it drained below that. librdkafka's defaults (64 MB, and a
 /// 1 s pause each time the queue is over a threshold) made a reader that
 /// keeps up stall for the rest of each second: in the benchmark the
-/// 1.05M-record consent load took 7–8 s instead of 2, and the gate
-/// consumed 10–15 % fewer records per second (docs/benchmarks.md).
+/// 1.05M-record consent load took 7–8 s instead of 2–3, and the gate
+/// consumed 7–28 % fewer records per second (docs/benchmarks.md).
 fn prefetch(c: &mut ClientConfig, kbytes: u32) {
     c.set_if_absent("queued.max.messages.kbytes", &kbytes.to_string());
     c.set_if_absent("fetch.queue.backoff.ms", "10");
