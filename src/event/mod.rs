@@ -158,10 +158,6 @@ pub fn is_e164(s: &str) -> bool {
 
 /// Parses and validates one record value.
 pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
-    let fail = |detail: String| Malformed {
-        message_id: None,
-        detail,
-    };
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(fail(format!(
             "value is {} bytes, over the {} byte limit",
@@ -190,16 +186,20 @@ pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
 
 /// The slow path: through a `Value`, which accepts and explains anything.
 fn parse_via_value(text: &str) -> Result<OutboundSms, Malformed> {
-    let fail = |detail: String| Malformed {
-        message_id: None,
-        detail,
-    };
     let value: Value = serde_json::from_str(text).map_err(|e| fail(format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(fail(format!("not a JSON object but {}", kind(&value))));
     }
     let raw = Raw::deserialize(&value).map_err(|e| fail(format!("unreadable object: {e}")))?;
     validate(raw)
+}
+
+/// An input that is not an object with a `message_id` to name.
+fn fail(detail: String) -> Malformed {
+    Malformed {
+        message_id: None,
+        detail,
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -424,6 +424,11 @@ mod tests {
 
     const GOOD: &str = r#"{"message_id":"m-1","created_at":"2026-11-28T09:30:00+08:00","to":"+8613812345678","sender":"huinong-credit","category":"marketing","body":"hi","recipient":{"age":41,"student":false,"region":"CN-BJ","timezone":"Asia/Shanghai"},"targeting":{"personalized":true},"extra":1}"#;
 
+    /// The detail of an input that must be malformed.
+    fn detail(input: &str) -> String {
+        parse(input.as_bytes()).unwrap_err().detail
+    }
+
     #[test]
     fn parses_the_contract_example() {
         let e = parse(GOOD.as_bytes()).unwrap();
@@ -450,7 +455,7 @@ mod tests {
 
     #[test]
     fn not_json_not_object_not_utf8_oversized() {
-        assert!(parse(b"{").unwrap_err().detail.starts_with("not JSON"));
+        assert!(detail("{").starts_with("not JSON"));
         let m = parse(b"[1]").unwrap_err();
         assert!(m.detail.contains("not a JSON object") && m.message_id.is_none());
         assert!(
@@ -468,12 +473,7 @@ mod tests {
         let s = GOOD.replace(r#""age":41"#, r#""age":null"#);
         assert_eq!(parse(s.as_bytes()).unwrap().recipient.age, None);
         let s = GOOD.replace(r#""message_id":"m-1""#, r#""message_id":null"#);
-        assert!(
-            parse(s.as_bytes())
-                .unwrap_err()
-                .detail
-                .contains("message_id: missing")
-        );
+        assert!(detail(&s).contains("message_id: missing"));
     }
 
     #[test]
@@ -481,12 +481,7 @@ mod tests {
         let s = GOOD.replace(r#""body":"hi""#, r#""body":"first","body":"hi""#);
         assert_eq!(parse(s.as_bytes()).unwrap().body, "hi");
         let s = GOOD.replace(r#""age":41"#, r#""age":41,"age":"x""#);
-        assert!(
-            parse(s.as_bytes())
-                .unwrap_err()
-                .detail
-                .contains("recipient.age")
-        );
+        assert!(detail(&s).contains("recipient.age"));
     }
 
     #[test]
