@@ -237,12 +237,13 @@ pub enum Forwarded {
 /// only after its opt-out is acknowledged, so a crash re-reads it; a write
 /// that fails is retried with backoff, never skipped. Returns when
 /// `shutdown` turns true or its sender is dropped; `on_record` sees every
-/// record's outcome (for metrics).
+/// record's outcome (for metrics). `registry` gives the registry in force
+/// for each reply (it changes on a policy reload).
 pub async fn run_forwarder<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
     producer: FutureProducer,
     consent_topic: String,
-    registry: Arc<Registry>,
+    registry: impl Fn() -> Arc<Registry> + Send,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     mut on_record: impl FnMut(Forwarded) + Send,
 ) {
@@ -267,7 +268,7 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "inbound reply skipped");
                 Forwarded::Invalid
             }
-            Ok(reply) => match opt_out(&reply, &registry) {
+            Ok(reply) => match opt_out(&reply, &registry()) {
                 None => Forwarded::NotOptOut,
                 Some(event) => {
                     let value = event.to_json();

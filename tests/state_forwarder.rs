@@ -67,7 +67,10 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
         consumer,
         producer,
         CONSENT.to_string(),
-        Arc::new(registry()),
+        {
+            let registry = Arc::new(registry());
+            move || registry.clone()
+        },
         shutdown,
         move |f| {
             let _ = seen_tx.send(f);

@@ -52,6 +52,7 @@ pub struct Metrics {
     consent_ignored: IntCounterVec,
     consent_recipients: IntGauge,
     policy_info: IntGaugeVec,
+    policy_reload_failures: IntCounter,
     ready: IntGauge,
     broker_up: IntGauge,
     /// Durable-state metrics (`state.rs`).
@@ -77,6 +78,13 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -105,13 +113,11 @@ impl Metrics {
     /// constants, so registration cannot fail at run time.
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let consent_records = IntCounter::new(
+        let consent_records = counter(
+            &r,
             CONSENT_RECORDS,
             "Consent events applied to the consent table",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(consent_records.clone()))
-            .expect("metric registered once");
+        );
         let decisions = counter_vec(&r, DECISIONS, "Decisions by outcome", &["outcome"]);
         let reasons = counter_vec(&r, REASONS, "Failed rules by reason code", &["code"]);
         let m = Metrics {
@@ -184,6 +190,11 @@ impl Metrics {
             ),
             consent_recipients: gauge(&r, CONSENT_RECIPIENTS, "Recipients with consent history"),
             policy_info: gauge_vec(&r, POLICY_INFO, "The loaded policy (value 1)", &["version"]),
+            policy_reload_failures: counter(
+                &r,
+                POLICY_RELOAD_FAILURES,
+                "Policy reloads (SIGHUP) that left the previous policy in force",
+            ),
             ready: gauge(&r, READY, "1 when /readyz answers 200"),
             broker_up: gauge(
                 &r,
@@ -191,16 +202,11 @@ impl Metrics {
                 "1 while the consumer has a connection to a broker",
             ),
             state: state::StateMetrics::register(&r),
-            non_recipient_keys: {
-                let c = IntCounter::new(
-                    NON_RECIPIENT_KEYS,
-                    "Outbound records whose key is not the recipient (`to`)",
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(c.clone()))
-                    .expect("metric registered once");
-                c
-            },
+            non_recipient_keys: counter(
+                &r,
+                NON_RECIPIENT_KEYS,
+                "Outbound records whose key is not the recipient (`to`)",
+            ),
             decisions_by_outcome: Outcome::ALL
                 .iter()
                 .map(|o| decisions.with_label_values(&[o.as_str()]))
@@ -242,6 +248,12 @@ impl Metrics {
     pub fn policy_loaded(&self, version: &str) {
         self.policy_info.reset();
         self.policy_info.with_label_values(&[version]).set(1);
+    }
+
+    /// A reload that could not load, or would not put in force, the changed
+    /// packs or registry.
+    pub fn policy_reload_failed(&self) {
+        self.policy_reload_failures.inc();
     }
 
     /// The records-polled counter of an input topic, for its consume loop

@@ -18,7 +18,7 @@ pub const CONSENT_RECORDS: &str = "smsgate_consent_records_total"; // counter, a
 pub const CONSENT_IGNORED: &str = "smsgate_consent_ignored_total"; // {reason}
 pub const CONSENT_RECIPIENTS: &str = "smsgate_consent_recipients"; // gauge
 pub const POLICY_INFO: &str = "smsgate_policy_info"; // gauge = 1 {version}
-pub const POLICY_RELOAD_FAILURES: &str = "smsgate_policy_reload_failures_total";
+pub const POLICY_RELOAD_FAILURES: &str = "smsgate_policy_reload_failures_total"; // counter, SIGHUP reloads refused or failed
 pub const READY: &str = "smsgate_ready"; // gauge 0/1
 pub const BROKER_UP: &str = "smsgate_broker_up"; // gauge 0/1
 pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // histogram

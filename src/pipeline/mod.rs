@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod rebalance;
 pub mod release;
+pub mod reload;
 pub mod replies;
 pub mod route;
 pub mod shutdown;
@@ -34,6 +35,7 @@ use crate::config::Settings;
 use crate::metrics::server::{ListenError, MetricsServer};
 use crate::metrics::{Metrics, Snapshot};
 use crate::policy::Policy;
+use crate::policy::live::LivePolicy;
 use crate::state::Stores;
 use consent_feed::ConsentFeed;
 use flight::{Dispatcher, Flight};
@@ -94,7 +96,8 @@ pub struct RunSummary {
 /// One gate: its settings, policy, state and metrics.
 pub struct Gate {
     settings: Settings,
-    policy: Arc<Policy>,
+    /// Replaced in place on SIGHUP (`reload`).
+    policy: Arc<LivePolicy>,
     state: Arc<Stores>,
     metrics: Arc<Metrics>,
     metrics_addr: Arc<OnceLock<SocketAddr>>,
@@ -116,7 +119,7 @@ impl Gate {
         let state = Arc::new(Stores::for_policy(&policy));
         Gate {
             settings,
-            policy: Arc::new(policy),
+            policy: Arc::new(LivePolicy::new(policy)),
             state,
             metrics,
             metrics_addr: Arc::new(OnceLock::new()),
@@ -153,6 +156,12 @@ impl Gate {
         }));
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let reloader = tokio::spawn(reload::on_hangup(
+            self.settings.policy_source(&[]),
+            self.policy.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         let forwarder = if self.settings.state.forward_replies {
             replies::spawn(&self.settings, &self.policy, &shutdown)
         } else {
@@ -184,6 +193,7 @@ impl Gate {
         let _ = tokio::time::timeout(close_wait, closed_rx).await;
         server_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
+        reloader.abort();
         if let Some(f) = forwarder {
             shutdown.trigger();
             let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
@@ -326,7 +336,7 @@ impl Gate {
         tracing::info!(
             topic = %s.topics.outbound,
             group = %s.kafka.group_id,
-            policy = %self.policy.version(),
+            policy = %self.policy.current().version(),
             metrics = %self.metrics_addr.get().map(|a| a.to_string()).unwrap_or_default(),
             workers = worker_count,
             "consuming"

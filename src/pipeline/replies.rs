@@ -14,13 +14,13 @@ use super::kafka;
 use super::shutdown::Shutdown;
 use crate::config::Settings;
 use crate::inbound::{self, Forwarded};
-use crate::policy::Policy;
+use crate::policy::live::LivePolicy;
 
 /// Spawns the forwarder on the current tokio runtime; logs and returns
 /// `None` when its clients cannot be created.
 pub fn spawn(
     settings: &Settings,
-    policy: &Policy,
+    policy: &Arc<LivePolicy>,
     shutdown: &Shutdown,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let consumer: StreamConsumer = match kafka::inbound_consumer(settings).create() {
@@ -41,7 +41,9 @@ pub fn spawn(
             return None;
         }
     };
-    let registry = Arc::new(policy.registry().clone());
+    // The registry in force for each reply, so a reload reaches it.
+    let live = policy.clone();
+    let registry = move || live.current().shared_registry();
     let topic = settings.topics.consent.clone();
     let stop = shutdown.subscribe();
     tracing::info!(topic = %settings.topics.inbound, "forwarding opt-out replies");

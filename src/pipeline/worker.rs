@@ -35,6 +35,7 @@ use crate::decision::{Decision, Outcome, Source};
 use crate::event::OutboundSms;
 use crate::mask;
 use crate::metrics::Metrics;
+use crate::policy::live::LivePolicy;
 use crate::policy::{Origin, Policy};
 use crate::state::Stores;
 use crate::state::changelog::ChangelogEntry;
@@ -64,7 +65,8 @@ pub(crate) struct Job {
 
 /// What deciding and producing one record needs; shared by the workers.
 pub(crate) struct Handler {
-    pub policy: Arc<Policy>,
+    /// Read once per batch: a reload takes effect at the next batch.
+    pub policy: Arc<LivePolicy>,
     pub state: Arc<Stores>,
     pub topics: Topics,
     /// `topics.outbound`, shared by every decision's source (no copy a record).
@@ -87,8 +89,9 @@ impl Handler {
     pub fn handle_batch(&self, batch: &[Job]) {
         // (input partition, entries, the inputs they belong to)
         let mut open: Vec<(i32, Vec<ChangelogEntry>, Vec<Pending>)> = Vec::new();
+        let policy = self.policy.current();
         for job in batch {
-            let Some((entries, input)) = self.handle(job) else {
+            let Some((entries, input)) = self.handle(&policy, job) else {
                 continue;
             };
             match open.iter_mut().find(|(p, _, _)| *p == job.partition) {
@@ -114,16 +117,16 @@ impl Handler {
     /// Decides one record, records its state and produces its output;
     /// returns its changelog entries and the completion it shares with the
     /// output, when it has any.
-    fn handle(&self, job: &Job) -> Option<(Vec<ChangelogEntry>, Pending)> {
+    fn handle(&self, policy: &Policy, job: &Job) -> Option<(Vec<ChangelogEntry>, Pending)> {
         if self.abandon.load(Ordering::Relaxed) || !self.flight.is_current(job.partition, job.epoch)
         {
             // Revoked since it was claimed: the next owner reads it again.
             return None;
         }
         let (partition, offset) = (job.partition, job.offset);
-        let decided =
-            self.state
-                .decide(&self.policy, partition, &job.value, job.origin, Utc::now());
+        let decided = self
+            .state
+            .decide(policy, partition, &job.value, job.origin, Utc::now());
         let (event, decision) = (decided.event.as_ref(), &decided.decision);
         if event.is_some_and(|e| !key_is_recipient(job.key.as_deref(), &e.to)) {
             self.metrics.non_recipient_key();

@@ -10,6 +10,7 @@ pub mod content;
 pub mod evaluate;
 pub mod jurisdiction;
 pub mod lexicon;
+pub mod live;
 pub mod pack;
 pub mod quiet_hours;
 pub mod registry;
@@ -65,7 +66,8 @@ pub enum Origin {
 /// A loaded, compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    registry: Registry,
+    /// Shared so the reply forwarder reads the registry in force.
+    registry: Arc<Registry>,
     /// Registry entries prepared for matching, by sender id.
     senders: HashMap<String, SenderProfile>,
     packs: Arc<[Pack]>,
@@ -233,7 +235,7 @@ impl Policy {
             .map(|(id, s)| (id.clone(), SenderProfile::new(s)))
             .collect();
         Ok(Policy {
-            registry,
+            registry: Arc::new(registry),
             senders,
             packs: packs.into(),
             fallback,
@@ -257,6 +259,11 @@ impl Policy {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The registry, for holders that outlive this policy value.
+    pub fn shared_registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// The compiled packs, in load order.

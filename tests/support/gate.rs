@@ -297,6 +297,11 @@ impl Gate {
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit.
+    /// Asks the gate to reload its policy (packs and sender registry).
+    pub fn sighup(&mut self) {
+        self.child.signal(libc::SIGHUP);
+    }
+
     pub fn sigterm(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.child.signal(libc::SIGTERM);
         self.child.wait(timeout)
