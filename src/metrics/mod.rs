@@ -66,6 +66,16 @@ pub struct Metrics {
     produce_errors_total: AtomicU64,
 }
 
+// Label values known in advance (names.rs holds metric names only).
+/// `consent_ignored` reason: an opt-in without evidence (CONTRACT §3).
+pub const IGNORED_NO_EVIDENCE: &str = "no_evidence";
+/// `consent_ignored` reason: a record that is not a valid consent event.
+pub const IGNORED_INVALID: &str = "invalid";
+pub const CONSENT_IGNORED_REASONS: [&str; 2] = [IGNORED_NO_EVIDENCE, IGNORED_INVALID];
+/// `consumer_errors` kind: an error the consume loop's poll returned.
+pub const CONSUMER_ERROR_POLL: &str = "poll";
+pub const CONSUMER_ERROR_KINDS: [&str; 1] = [CONSUMER_ERROR_POLL];
+
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     r.register(Box::new(c.clone()))
@@ -222,7 +232,25 @@ impl Metrics {
             produce_errors_total: AtomicU64::new(0),
         };
         m.broker_up.set(1);
+        // Label sets known in advance start at 0, so a dashboard shows 0
+        // (not "no data") and every metric is exported from the start.
+        for reason in CONSENT_IGNORED_REASONS {
+            m.consent_ignored.with_label_values(&[reason]);
+        }
+        for kind in CONSUMER_ERROR_KINDS {
+            m.consumer_errors.with_label_values(&[kind]);
+        }
         m
+    }
+
+    /// Starts the per-topic produce series of `topics` at 0 (the gate calls
+    /// it with every topic it writes to).
+    pub fn output_topics(&self, topics: &[&str]) {
+        for topic in topics {
+            self.produced.with_label_values(&[topic]);
+            self.produce_errors.with_label_values(&[topic]);
+            self.produce_retries.with_label_values(&[topic]);
+        }
     }
 
     /// The registry, for modules that own further collectors (state stores,
@@ -331,6 +359,7 @@ impl Metrics {
         self.rebalances.with_label_values(&["assign"]).get() > 0
     }
 
+    /// `kind`: one of [`CONSUMER_ERROR_KINDS`].
     pub fn consumer_error(&self, kind: &'static str) {
         self.consumer_errors.with_label_values(&[kind]).inc();
     }
@@ -340,7 +369,7 @@ impl Metrics {
         self.consent_recipients.set(recipients as i64);
     }
 
-    /// `reason`: `no_evidence` (an opt-in without evidence, CONTRACT §3) or `invalid`.
+    /// `reason`: one of [`CONSENT_IGNORED_REASONS`].
     pub fn consent_ignored(&self, reason: &'static str) {
         self.consent_ignored.with_label_values(&[reason]).inc();
     }
@@ -453,6 +482,24 @@ mod tests {
         assert!(text.contains("smsgate_policy_info{version=\"sha256:abc\"} 1"));
         assert_eq!(m.snapshot().rejected, 1);
         assert_eq!(m.snapshot().reasons, vec![(ReasonCode::ConsentMissing, 1)]);
+    }
+
+    #[test]
+    fn known_label_sets_and_output_topics_start_at_zero() {
+        let m = Metrics::new();
+        m.output_topics(&["sms.approved", "sms.changelog"]);
+        let text = m.render();
+        for series in [
+            "smsgate_consent_ignored_total{reason=\"no_evidence\"} 0",
+            "smsgate_consent_ignored_total{reason=\"invalid\"} 0",
+            "smsgate_consumer_errors_total{kind=\"poll\"} 0",
+            "smsgate_produced_total{topic=\"sms.approved\"} 0",
+            "smsgate_produce_errors_total{topic=\"sms.changelog\"} 0",
+            "smsgate_produce_retries_total{topic=\"sms.approved\"} 0",
+            "smsgate_policy_reload_failures_total 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 
     #[test]

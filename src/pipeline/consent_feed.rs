@@ -201,10 +201,12 @@ impl ConsentFeed {
                 }
             }
             Ok((Applied::IgnoredWithoutEvidence, _)) => {
-                self.metrics.consent_ignored("no_evidence");
+                self.metrics
+                    .consent_ignored(crate::metrics::IGNORED_NO_EVIDENCE);
             }
             Err(e) => {
-                self.metrics.consent_ignored("invalid");
+                self.metrics
+                    .consent_ignored(crate::metrics::IGNORED_INVALID);
                 // The parse error names the field, never the number.
                 tracing::warn!(error = %e, "consent record skipped");
             }

@@ -266,6 +266,12 @@ impl Gate {
         let changelog_reader =
             changelog::ChangelogReader::new(s).map_err(|e| PipelineError::Client(e.to_string()))?;
         let changelog_topic = changelog_reader.topic().to_string();
+        self.metrics.output_topics(&[
+            &s.topics.approved,
+            &s.topics.quarantine,
+            &s.topics.deferred,
+            &changelog_topic,
+        ]);
         let flight = Arc::new(Flight::new(
             self.metrics.clone(),
             Duration::from_millis(s.pipeline.retry_backoff_ms),

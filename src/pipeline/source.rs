@@ -111,7 +111,8 @@ impl Intake<'_> {
                     return Ended::Fatal(format!("consumer: {e}"));
                 }
                 Some(Err(e)) => {
-                    ctx.metrics.consumer_error("poll");
+                    ctx.metrics
+                        .consumer_error(crate::metrics::CONSUMER_ERROR_POLL);
                     tracing::debug!(error = %e, "consumer error");
                 }
             }
