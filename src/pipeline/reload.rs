@@ -128,12 +128,18 @@ mod tests {
             .unwrap_or(0)
     }
 
-    #[test]
-    fn a_changed_registry_is_put_in_force_and_the_version_gauge_follows() {
+    /// A registry file with huinong-credit, the live policy loaded from it
+    /// and fresh metrics.
+    fn started() -> (tempfile::TempDir, LivePolicy, Metrics) {
         let dir = tempfile::tempdir().unwrap();
         write_registry(dir.path(), "惠农信贷");
         let live = LivePolicy::new(Policy::load(&source(dir.path())).unwrap());
-        let metrics = Metrics::new();
+        (dir, live, Metrics::new())
+    }
+
+    #[test]
+    fn a_changed_registry_is_put_in_force_and_the_version_gauge_follows() {
+        let (dir, live, metrics) = started();
         let first = live.current().version().clone();
         assert_eq!(
             reload_once(&source(dir.path()), &live, &metrics),
@@ -167,10 +173,7 @@ mod tests {
 
     #[test]
     fn a_broken_registry_is_counted_and_the_previous_policy_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        write_registry(dir.path(), "惠农信贷");
-        let live = LivePolicy::new(Policy::load(&source(dir.path())).unwrap());
-        let metrics = Metrics::new();
+        let (dir, live, metrics) = started();
         let before = live.current().version().clone();
 
         std::fs::write(dir.path().join("senders.toml"), "[senders.x\n").unwrap();
