@@ -42,9 +42,10 @@ fn prefetch(c: &mut ClientConfig, kbytes: u32) {
     c.set_if_absent("fetch.queue.backoff.ms", "10");
 }
 
-/// The group consumer's prefetch: about half a second of input at 100k
-/// records/s of 300 bytes.
-const INPUT_PREFETCH_KB: u32 = 16 * 1024;
+/// The group consumer's prefetch: about a quarter of a second of input at
+/// 100k records/s of 300 bytes, refilled every 10 ms. 16 MB was no faster
+/// and cost 20–25 MB of RSS in the benchmark (docs/benchmarks.md).
+const INPUT_PREFETCH_KB: u32 = 8 * 1024;
 
 /// The side readers' prefetch (consent, changelog, deferred, inbound).
 const SIDE_PREFETCH_KB: u32 = 8 * 1024;
