@@ -31,24 +31,21 @@ fn base(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// Bounds a consumer's local prefetch to `kbytes` and lets it fetch again
-/// 10 ms after it drained below that. librdkafka's defaults (64 MB, and a
+/// Bounds a consumer's local prefetch to [`PREFETCH_KB`] and lets it fetch
+/// again 10 ms after it drained below that. librdkafka's defaults (64 MB, and a
 /// 1 s pause each time the queue is over a threshold) made a reader that
 /// keeps up stall for the rest of each second: in the benchmark the
 /// 1.05M-record consent load took 7–8 s instead of 2–3, and the gate
 /// consumed 7–28 % fewer records per second (docs/benchmarks.md).
-fn prefetch(c: &mut ClientConfig, kbytes: u32) {
-    c.set_if_absent("queued.max.messages.kbytes", &kbytes.to_string());
+fn prefetch(c: &mut ClientConfig) {
+    c.set_if_absent("queued.max.messages.kbytes", &PREFETCH_KB.to_string());
     c.set_if_absent("fetch.queue.backoff.ms", "10");
 }
 
-/// The group consumer's prefetch: about a quarter of a second of input at
-/// 100k records/s of 300 bytes, refilled every 10 ms. 16 MB was no faster
-/// and cost 20–25 MB of RSS in the benchmark (docs/benchmarks.md).
-const INPUT_PREFETCH_KB: u32 = 8 * 1024;
-
-/// The side readers' prefetch (consent, changelog, deferred, inbound).
-const SIDE_PREFETCH_KB: u32 = 8 * 1024;
+/// Every consumer's prefetch: about a quarter of a second of input at 100k
+/// records/s of 300 bytes, refilled every 10 ms. 16 MB for the input was no
+/// faster and cost 20–25 MB of RSS in the benchmark (docs/benchmarks.md).
+const PREFETCH_KB: u32 = 8 * 1024;
 
 /// Producer batches are compressed (lz4, cheap to compress): the broker
 /// then handles one compressed blob per batch instead of every record, which
@@ -88,7 +85,7 @@ pub fn producer(settings: &Settings) -> ClientConfig {
 pub fn group_consumer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     c.set("group.id", &settings.kafka.group_id);
-    prefetch(&mut c, INPUT_PREFETCH_KB);
+    prefetch(&mut c);
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", id);
     }
@@ -123,7 +120,7 @@ pub fn consent_reader(settings: &Settings) -> ClientConfig {
         "group.id",
         format!("{}.consent-reader", settings.kafka.group_id),
     );
-    prefetch(&mut c, SIDE_PREFETCH_KB);
+    prefetch(&mut c);
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "true");
     c.set_if_absent("isolation.level", "read_committed");
@@ -138,7 +135,7 @@ pub fn changelog_reader(settings: &Settings) -> ClientConfig {
         "group.id",
         format!("{}.changelog-reader", settings.kafka.group_id),
     );
-    prefetch(&mut c, SIDE_PREFETCH_KB);
+    prefetch(&mut c);
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "true");
     c.set("auto.offset.reset", "earliest");
@@ -150,7 +147,7 @@ pub fn changelog_reader(settings: &Settings) -> ClientConfig {
 pub fn release_consumer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     c.set("group.id", format!("{}-release", settings.kafka.group_id));
-    prefetch(&mut c, SIDE_PREFETCH_KB);
+    prefetch(&mut c);
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", format!("{id}-release"));
     }
@@ -181,7 +178,7 @@ pub fn admin(settings: &Settings) -> ClientConfig {
 pub fn inbound_consumer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     c.set("group.id", format!("{}-inbound", settings.kafka.group_id));
-    prefetch(&mut c, SIDE_PREFETCH_KB);
+    prefetch(&mut c);
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", format!("{id}-inbound"));
     }
@@ -310,12 +307,10 @@ mod tests {
         };
         for c in consumers(&s) {
             assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
-            let kb: u32 = c
-                .get("queued.max.messages.kbytes")
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!((SIDE_PREFETCH_KB..=INPUT_PREFETCH_KB).contains(&kb));
+            assert_eq!(
+                c.get("queued.max.messages.kbytes"),
+                Some(PREFETCH_KB.to_string().as_str())
+            );
         }
         s.kafka
             .properties
