@@ -7,14 +7,17 @@
 //! run the [`passthrough`] (same Kafka settings, no deciding) over the input
 //! as a child process; run `smsgate run` (the release binary, full default
 //! policy) over the same input as a child process, watching its `/metrics`
-//! ([`scrape`]) and `/proc` ([`procstat`]); then write the results as JSON
-//! and print one summary line ([`report`]).
+//! ([`scrape`]) and `/proc` ([`procstat`]); with `--rules-off`, run the
+//! gate once more with every rule switched off ([`rules_off`]), which
+//! separates the rules' cost from the gate's own plumbing; then write the
+//! results as JSON and print one summary line ([`report`]).
 
 pub mod broker;
 pub mod passthrough;
 pub mod procstat;
 pub mod produce;
 pub mod report;
+pub mod rules_off;
 pub mod sampler;
 pub mod scrape;
 pub mod workload;
@@ -28,7 +31,7 @@ use chrono::Utc;
 use crate::metrics::names;
 use broker::Tansu;
 use produce::Loader;
-use report::{GateFigures, Preload, Results};
+use report::{GateFigures, Preload, Results, Runs};
 use sampler::Sampler;
 use workload::Workload;
 
@@ -59,7 +62,9 @@ pub struct BenchOptions {
     pub out: PathBuf,
     pub seed: u64,
     pub skip_passthrough: bool,
-    /// Upper bound for each of the two runs.
+    /// Also run the gate with every rule switched off (after the full run).
+    pub rules_off: bool,
+    /// Upper bound for each run.
     pub timeout: Duration,
 }
 
@@ -179,22 +184,41 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     // 4. The gate.
     let mut e = env.clone();
     e.push(("SMSGATE__KAFKA__GROUP_ID".into(), format!("{prefix}.gate")));
-    let gate = run_gate(opts, &e, &stamp, &broker_cpu)?;
+    let gate = run_gate(opts, &e, &format!("{stamp}-gate"), &broker_cpu)?;
     log(&format!(
         "gate: {:.0} records/s over {:.2} s",
         gate.rps, gate.seconds
     ));
+
+    // 5. The gate again, every rule switched off: its own plumbing.
+    let rules_off = if opts.rules_off {
+        let packs = opts.out.join(format!("{stamp}-rules-off-packs"));
+        let user_packs = std::env::var_os("SMSGATE__POLICY__PACKS").map(PathBuf::from);
+        let switched = rules_off::write_packs(user_packs.as_deref(), &packs)?;
+        let mut e = env.clone();
+        e.push((
+            "SMSGATE__KAFKA__GROUP_ID".into(),
+            format!("{prefix}.gate-rules-off"),
+        ));
+        e.push(("SMSGATE__POLICY__PACKS".into(), packs.display().to_string()));
+        let figures = run_gate(opts, &e, &format!("{stamp}-rules-off"), &broker_cpu)?;
+        log(&format!(
+            "gate with its {switched} rules off: {:.0} records/s over {:.2} s",
+            figures.rps, figures.seconds
+        ));
+        Some(figures)
+    } else {
+        None
+    };
     drop(tansu);
 
-    let results = Results::new(
-        opts,
-        &brokers,
-        started,
-        preload,
+    let runs = Runs {
         pass,
         pass_broker_cpu,
         gate,
-    );
+        rules_off,
+    };
+    let results = Results::new(opts, &brokers, started, preload, runs);
     let path = opts.out.join(format!("{stamp}.json"));
     std::fs::write(
         &path,
@@ -290,15 +314,17 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `smsgate run` over the input until every output is acknowledged;
+/// its log goes to `<out>/<name>.log`.
 fn run_gate(
     opts: &BenchOptions,
     env: &[(String, String)],
-    stamp: &str,
+    name: &str,
     broker_cpu: &Sampler,
 ) -> Result<GateFigures, BenchError> {
     let port = broker::free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let log_path = opts.out.join(format!("{stamp}-gate.log"));
+    let log_path = opts.out.join(format!("{name}.log"));
     let log_file = std::fs::File::create(&log_path)?;
     let mut cmd = Command::new(&opts.gate);
     cmd.arg("run")

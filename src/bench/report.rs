@@ -75,17 +75,71 @@ fn share(cpu: Option<f64>, secs: f64) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// What each run measured.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    /// `None` with `--no-passthrough`.
+    pub pass: Option<PassReport>,
+    /// The broker's CPU seconds during the pass-through.
+    pub pass_broker_cpu: Option<f64>,
+    pub gate: GateFigures,
+    /// The gate with every rule switched off (`--rules-off`).
+    pub rules_off: Option<GateFigures>,
+}
+
+/// CPU microseconds per record, rounded to 0.1.
+fn per_record_us(cpu_seconds: Option<f64>, records: u64) -> Value {
+    cpu_seconds
+        .filter(|_| records > 0)
+        .map(|c| json!((c / records as f64 * 1e7).round() / 10.0))
+        .unwrap_or(Value::Null)
+}
+
+fn counts(v: &[(String, f64)]) -> serde_json::Map<String, Value> {
+    v.iter().map(|(k, n)| (k.clone(), json!(n))).collect()
+}
+
+fn gate_json(g: &GateFigures, events: u64) -> Value {
+    json!({
+        "rps": g.rps,
+        "seconds": g.seconds,
+        "p50_ms": g.p50_ms,
+        "p99_ms": g.p99_ms,
+        "processing_p99_ms": g.processing_p99_ms,
+        "rss_mb": g.rss_mb,
+        "cpu_seconds": g.cpu_seconds,
+        "cpu_us_per_record": per_record_us(Some(g.cpu_seconds), events),
+        "cores_used": share(Some(g.cpu_seconds), g.seconds),
+        "run_queue_wait_seconds": g.run_queue_wait_seconds,
+        "broker_cpu_seconds": g.broker_cpu_seconds,
+        "broker_cpu_us_per_record": per_record_us(g.broker_cpu_seconds, events),
+        "broker_cores_used": share(g.broker_cpu_seconds, g.seconds),
+        "ready_after_seconds": g.ready_after_seconds,
+        "consent_recipients": g.consent_recipients,
+        "decisions": counts(&g.decisions),
+        "reasons": counts(&g.reasons),
+        "produce_errors": g.produce_errors,
+        "exit": g.exit,
+        "log": g.log,
+    })
+}
+
 impl Results {
     pub fn new(
         opts: &BenchOptions,
         brokers: &str,
         started: DateTime<Utc>,
         preload: Preload,
-        pass: Option<PassReport>,
-        pass_broker_cpu: Option<f64>,
-        gate: GateFigures,
+        runs: Runs,
     ) -> Results {
+        let Runs {
+            pass,
+            pass_broker_cpu,
+            gate,
+            rules_off,
+        } = runs;
         let ratio = pass.as_ref().map(|p| gate.rps / p.rps);
+        let events = opts.events;
         let json = json!({
             "started_at": crate::decision::format_time(&started),
             "machine": {"cores": cores(), "load_average_at_start": load_average()},
@@ -93,7 +147,7 @@ impl Results {
                 Some(b) => format!("existing Kafka at {b}"),
                 None => format!("tansu (memory storage) at {brokers}"),
             },
-            "events": opts.events,
+            "events": events,
             "partitions": opts.partitions,
             "preload": {
                 "consent_records": preload.consent_records,
@@ -107,34 +161,20 @@ impl Results {
                 "p50_ms": p.p50_ms,
                 "p99_ms": p.p99_ms,
                 "cpu_seconds": p.cpu_seconds,
+                "cpu_us_per_record": per_record_us(Some(p.cpu_seconds), events),
                 "cores_used": share(Some(p.cpu_seconds), p.seconds),
                 "run_queue_wait_seconds": p.run_queue_wait_seconds,
                 "rss_mb": p.rss_mb,
                 "broker_cpu_seconds": pass_broker_cpu,
+                "broker_cpu_us_per_record": per_record_us(pass_broker_cpu, events),
                 "broker_cores_used": share(pass_broker_cpu, p.seconds),
                 "failed_deliveries": p.failed_deliveries,
             })),
-            "gate": {
-                "rps": gate.rps,
-                "seconds": gate.seconds,
-                "p50_ms": gate.p50_ms,
-                "p99_ms": gate.p99_ms,
-                "processing_p99_ms": gate.processing_p99_ms,
-                "rss_mb": gate.rss_mb,
-                "cpu_seconds": gate.cpu_seconds,
-                "cores_used": share(Some(gate.cpu_seconds), gate.seconds),
-                "run_queue_wait_seconds": gate.run_queue_wait_seconds,
-                "broker_cpu_seconds": gate.broker_cpu_seconds,
-                "broker_cores_used": share(gate.broker_cpu_seconds, gate.seconds),
-                "ready_after_seconds": gate.ready_after_seconds,
-                "consent_recipients": gate.consent_recipients,
-                "decisions": gate.decisions.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "reasons": gate.reasons.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "produce_errors": gate.produce_errors,
-                "exit": gate.exit,
-                "log": gate.log,
-            },
+            "gate": gate_json(&gate, events),
+            "rules_off": rules_off.as_ref().map(|r| gate_json(r, events)),
             "ratio": ratio,
+            // The share of the plumbing's throughput the rules take.
+            "rules_cost": rules_off.as_ref().map(|r| 1.0 - gate.rps / r.rps),
             "targets": {
                 "ratio_at_least_0_8": ratio.map(|r| r >= 0.8),
                 "gate_rps_at_least_100000": gate.rps >= 100_000.0,

@@ -50,6 +50,10 @@ struct BenchArgs {
     /// Run only the gate.
     #[arg(long)]
     no_passthrough: bool,
+    /// Also run the gate with every rule switched off: its own plumbing,
+    /// which separates what the rules cost from what the pipe costs.
+    #[arg(long)]
+    rules_off: bool,
     /// Upper bound for each run, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -105,6 +109,7 @@ fn run(a: BenchArgs) -> ExitCode {
         out: a.out,
         seed: a.seed,
         skip_passthrough: a.no_passthrough,
+        rules_off: a.rules_off,
         timeout: Duration::from_secs(a.timeout),
     };
     match bench::run(&opts) {

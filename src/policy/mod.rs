@@ -129,6 +129,14 @@ fn read_pack_dir(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
     Ok(files)
 }
 
+/// The packs of `dir` as (file name, text), or the shipped ones for `None`.
+pub fn pack_files(dir: Option<&Path>) -> Result<Vec<(String, String)>, PolicyError> {
+    match dir {
+        Some(dir) => read_pack_dir(dir),
+        None => Ok(shipped_packs()),
+    }
+}
+
 /// The shipped packs as (name, text).
 pub fn shipped_packs() -> Vec<(String, String)> {
     pack::SHIPPED
@@ -143,10 +151,7 @@ impl Policy {
         for path in &source.senders {
             registry.merge(Registry::load(path)?);
         }
-        let files = match &source.packs {
-            Some(dir) => read_pack_dir(dir)?,
-            None => shipped_packs(),
-        };
+        let files = pack_files(source.packs.as_deref())?;
         Policy::from_parts(&files, registry)
     }
 

@@ -1,0 +1,97 @@
+//! The benchmark command itself (`smsgate-bench`, what `scripts/bench`
+//! runs), end to end on a small input against the real broker process: it
+//! starts its own Tansu, preloads, runs the pass-through, the gate and the
+//! gate with its rules off, prints the contract's summary line and writes
+//! the JSON. Figures are not asserted (they belong to the benchmark); the
+//! shape and the counts are.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use support::broker::{INSTALL_HINT, memory_binary};
+
+const EVENTS: u64 = 3_000;
+
+fn sum(v: &Value) -> f64 {
+    v.as_object()
+        .map(|m| m.values().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
+    let tansu = memory_binary().expect(INSTALL_HINT);
+    let out = std::env::temp_dir().join(format!("smsgate-bench-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
+        .args(["--events", &EVENTS.to_string(), "--partitions", "4"])
+        .args(["--rules-off", "--timeout", "300"])
+        .arg("--tansu")
+        .arg(&tansu)
+        .arg("--gate")
+        .arg(env!("CARGO_BIN_EXE_smsgate"))
+        .arg("--out")
+        .arg(&out)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("smsgate-bench starts");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+
+    // Exactly the line, every figure present.
+    let line = stdout.lines().last().unwrap_or_default();
+    let fields: Vec<(&str, &str)> = line.split(' ').filter_map(|f| f.split_once('=')).collect();
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        ["gate_rps", "passthrough_rps", "ratio", "p99_ms", "rss_mb"],
+        "{line}"
+    );
+    for (k, v) in &fields {
+        let n: f64 = v.parse().unwrap_or_else(|_| panic!("{k}={v} in {line}"));
+        assert!(n > 0.0, "{k}={v} in {line}");
+    }
+    assert!(stderr.contains("rules off"), "{stderr}");
+
+    let json: Vec<PathBuf> = std::fs::read_dir(&out)
+        .expect("results directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(json.len(), 1, "{json:?}");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json[0]).expect("read")).expect("JSON");
+    let n = EVENTS as f64;
+    assert_eq!(results["events"], EVENTS);
+    assert_eq!(sum(&results["preload"]["kinds"]), n);
+
+    // Every event decided once in each gate run; the pass-through moved all.
+    let gate = &results["gate"];
+    assert_eq!(sum(&gate["decisions"]), n);
+    assert!(gate["decisions"]["reject"].as_f64() > Some(0.0));
+    assert_eq!(gate["exit"], "exit status: 0", "{gate}");
+    assert!(results["passthrough"]["rps"].as_f64() > Some(0.0));
+    assert_eq!(results["passthrough"]["failed_deliveries"], 0);
+
+    // With the rules off only what is not a rule still rejects: input that
+    // does not parse and senders missing from the registry.
+    let off = &results["rules_off"];
+    assert_eq!(sum(&off["decisions"]), n);
+    assert_eq!(off["decisions"]["defer"], 0.0);
+    let rejected = off["decisions"]["reject"].as_f64().unwrap_or(-1.0);
+    let kinds = &results["preload"]["kinds"];
+    assert_eq!(
+        rejected,
+        kinds["malformed"].as_f64().unwrap_or(0.0)
+            + kinds["unknown_sender"].as_f64().unwrap_or(0.0),
+        "{off}"
+    );
+    let cost = results["rules_cost"].as_f64().expect("rules_cost");
+    assert!(cost < 1.0, "{cost}");
+    assert!(off["cpu_us_per_record"].as_f64() > Some(0.0));
+    let _ = std::fs::remove_dir_all(&out);
+}
