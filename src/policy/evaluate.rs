@@ -19,7 +19,7 @@ use crate::policy::content::pii::{self, Pii, PiiKind};
 use crate::policy::content::signature::{self, Signature};
 use crate::policy::content::{Facts, segments};
 use crate::policy::jurisdiction::{self, NanpTable};
-use crate::policy::lexicon::Span;
+use crate::policy::lexicon::{Hits, Span};
 use crate::policy::pack::{Pack, Rule};
 use crate::policy::quiet_hours::{self, Week, format_minute};
 use crate::policy::rules::{Kind, QuietRule};
@@ -78,6 +78,19 @@ fn quiet_scope<'a>(rule: &'a QuietRule, event: &'a OutboundSms) -> Option<(&'a [
     (!rule.zones.is_empty()).then_some((&rule.zones[..], rule.week))
 }
 
+/// Whether a rule of this kind reads the body (all but the recipient,
+/// state and clock rules).
+fn reads_body(kind: &Kind) -> bool {
+    !matches!(
+        kind,
+        Kind::Consent
+            | Kind::Personalization
+            | Kind::Duplicate { .. }
+            | Kind::QuietHours(_)
+            | Kind::FrequencyCap { .. }
+    )
+}
+
 fn quiet_detail(zones: &[Tz], week: &Week, now: DateTime<Utc>) -> String {
     use chrono::Datelike;
     for z in zones {
@@ -133,11 +146,16 @@ fn run_with(
     let active = || pack.rules.iter().filter(|r| r.applies_to(event.category));
     let wants = |f: fn(&Kind) -> bool| active().any(|r| f(&r.kind));
 
-    // Facts about the body, computed once.
-    normalize_into(&event.body, &mut s.text);
+    // Facts about the body, computed once, and only when a rule reads it.
+    s.text.clear();
+    let hits = if active().any(|r| reads_body(&r.kind)) {
+        normalize_into(&event.body, &mut s.text);
+        sender.own_names(&s.text, &mut s.own);
+        pack.lexicon.scan(&s.text, &s.own)
+    } else {
+        Hits::none()
+    };
     let text = s.text.as_str();
-    sender.own_names(text, &mut s.own);
-    let hits = pack.lexicon.scan(text, &s.own);
     s.links.clear();
     s.pii.clear();
     if wants(|k| matches!(k, Kind::Links { .. } | Kind::Phones { .. })) {
