@@ -2,8 +2,9 @@
 //! runs), end to end on a small input against the real broker process: it
 //! starts its own Tansu, preloads, runs the pass-through, the gate and the
 //! gate with its rules off, prints the contract's summary line and writes
-//! the JSON. Figures are not asserted (they belong to the benchmark); the
-//! shape and the counts are.
+//! the JSON; and with `--brokers`, on a broker it did not start. Figures
+//! are not asserted (they belong to the benchmark); the shape and the
+//! counts are.
 
 mod support;
 
@@ -11,24 +12,27 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use support::broker::{INSTALL_HINT, memory_binary};
+use support::broker::{Broker, INSTALL_HINT, memory_binary};
 
 const EVENTS: u64 = 3_000;
 
-fn sum(v: &Value) -> f64 {
-    v.as_object()
-        .map(|m| m.values().filter_map(Value::as_f64).sum())
-        .unwrap_or(0.0)
+/// What one `smsgate-bench` run printed and wrote.
+struct Run {
+    line: String,
+    stderr: String,
+    results: Value,
 }
 
-#[test]
-fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
+/// Runs `smsgate-bench` with `args` (plus the debug `smsgate` as the gate
+/// and a fresh results directory); panics unless it succeeds and wrote one
+/// JSON file.
+fn bench(name: &str, args: &[&str]) -> Run {
     let tansu = memory_binary().expect(INSTALL_HINT);
-    let out = std::env::temp_dir().join(format!("smsgate-bench-test-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("smsgate-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
-        .args(["--events", &EVENTS.to_string(), "--partitions", "4"])
-        .args(["--rules-off", "--timeout", "300"])
+        .args(args)
+        .args(["--timeout", "300"])
         .arg("--tansu")
         .arg(&tansu)
         .arg("--gate")
@@ -38,12 +42,27 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("smsgate-bench starts");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "{stdout}\n{stderr}");
+    let json: Vec<PathBuf> = std::fs::read_dir(&out)
+        .expect("results directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(json.len(), 1, "{json:?}");
+    let results =
+        serde_json::from_str(&std::fs::read_to_string(&json[0]).expect("read")).expect("JSON");
+    let _ = std::fs::remove_dir_all(&out);
+    Run {
+        line: stdout.lines().last().unwrap_or_default().to_string(),
+        stderr,
+        results,
+    }
+}
 
-    // Exactly the line, every figure present.
-    let line = stdout.lines().last().unwrap_or_default();
+/// The summary line as (key, value) pairs, keys checked.
+fn summary(line: &str) -> Vec<(&str, &str)> {
     let fields: Vec<(&str, &str)> = line.split(' ').filter_map(|f| f.split_once('=')).collect();
     let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
     assert_eq!(
@@ -51,20 +70,40 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
         ["gate_rps", "passthrough_rps", "ratio", "p99_ms", "rss_mb"],
         "{line}"
     );
-    for (k, v) in &fields {
+    fields
+}
+
+fn sum(v: &Value) -> f64 {
+    v.as_object()
+        .map(|m| m.values().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
+    let events = EVENTS.to_string();
+    let Run {
+        line,
+        stderr,
+        results,
+    } = bench(
+        "own",
+        &["--events", &events, "--partitions", "4", "--rules-off"],
+    );
+
+    // Exactly the line, every figure present.
+    for (k, v) in summary(&line) {
         let n: f64 = v.parse().unwrap_or_else(|_| panic!("{k}={v} in {line}"));
         assert!(n > 0.0, "{k}={v} in {line}");
     }
     assert!(stderr.contains("rules off"), "{stderr}");
-
-    let json: Vec<PathBuf> = std::fs::read_dir(&out)
-        .expect("results directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(json.len(), 1, "{json:?}");
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json[0]).expect("read")).expect("JSON");
+    assert!(
+        results["broker"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("tansu")),
+        "{}",
+        results["broker"]
+    );
     let n = EVENTS as f64;
     assert_eq!(results["events"], EVENTS);
     assert_eq!(sum(&results["preload"]["kinds"]), n);
@@ -93,5 +132,32 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
     let cost = results["rules_cost"].as_f64().expect("rules_cost");
     assert!(cost < 1.0, "{cost}");
     assert!(off["cpu_us_per_record"].as_f64() > Some(0.0));
-    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_api() {
+    let broker = Broker::shared();
+    let Run { line, results, .. } = bench(
+        "existing",
+        &[
+            "--events",
+            "2000",
+            "--partitions",
+            "3",
+            "--no-passthrough",
+            "--brokers",
+            &broker.bootstrap(),
+        ],
+    );
+    let fields = summary(&line);
+    assert_eq!(fields[1], ("passthrough_rps", "-"), "{line}");
+    assert_eq!(fields[2], ("ratio", "-"), "{line}");
+    assert_eq!(
+        results["broker"],
+        format!("existing Kafka at {}", broker.bootstrap())
+    );
+    assert_eq!(results["partitions"], 3);
+    assert!(results["passthrough"].is_null());
+    assert!(results["rules_off"].is_null());
+    assert_eq!(sum(&results["gate"]["decisions"]), 2000.0);
 }
