@@ -99,29 +99,79 @@ fn counts(v: &[(String, f64)]) -> serde_json::Map<String, Value> {
     v.iter().map(|(k, n)| (k.clone(), json!(n))).collect()
 }
 
+/// The figures every run has, pass-through and gate alike.
+struct Timing {
+    rps: f64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_seconds: f64,
+    run_queue_wait_seconds: f64,
+    rss_mb: f64,
+    broker_cpu_seconds: Option<f64>,
+}
+
+impl Timing {
+    fn json(&self, events: u64, extra: Value) -> Value {
+        let mut m = json!({
+            "rps": self.rps,
+            "seconds": self.seconds,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "cpu_seconds": self.cpu_seconds,
+            "cpu_us_per_record": per_record_us(Some(self.cpu_seconds), events),
+            "cores_used": share(Some(self.cpu_seconds), self.seconds),
+            "run_queue_wait_seconds": self.run_queue_wait_seconds,
+            "rss_mb": self.rss_mb,
+            "broker_cpu_seconds": self.broker_cpu_seconds,
+            "broker_cpu_us_per_record": per_record_us(self.broker_cpu_seconds, events),
+            "broker_cores_used": share(self.broker_cpu_seconds, self.seconds),
+        });
+        if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        m
+    }
+}
+
+fn pass_json(p: &PassReport, broker_cpu_seconds: Option<f64>, events: u64) -> Value {
+    let timing = Timing {
+        rps: p.rps,
+        seconds: p.seconds,
+        p50_ms: p.p50_ms,
+        p99_ms: p.p99_ms,
+        cpu_seconds: p.cpu_seconds,
+        run_queue_wait_seconds: p.run_queue_wait_seconds,
+        rss_mb: p.rss_mb,
+        broker_cpu_seconds,
+    };
+    timing.json(events, json!({"failed_deliveries": p.failed_deliveries}))
+}
+
 fn gate_json(g: &GateFigures, events: u64) -> Value {
-    json!({
-        "rps": g.rps,
-        "seconds": g.seconds,
-        "p50_ms": g.p50_ms,
-        "p99_ms": g.p99_ms,
-        "processing_p99_ms": g.processing_p99_ms,
-        "rss_mb": g.rss_mb,
-        "cpu_seconds": g.cpu_seconds,
-        "cpu_us_per_record": per_record_us(Some(g.cpu_seconds), events),
-        "cores_used": share(Some(g.cpu_seconds), g.seconds),
-        "run_queue_wait_seconds": g.run_queue_wait_seconds,
-        "broker_cpu_seconds": g.broker_cpu_seconds,
-        "broker_cpu_us_per_record": per_record_us(g.broker_cpu_seconds, events),
-        "broker_cores_used": share(g.broker_cpu_seconds, g.seconds),
-        "ready_after_seconds": g.ready_after_seconds,
-        "consent_recipients": g.consent_recipients,
-        "decisions": counts(&g.decisions),
-        "reasons": counts(&g.reasons),
-        "produce_errors": g.produce_errors,
-        "exit": g.exit,
-        "log": g.log,
-    })
+    let timing = Timing {
+        rps: g.rps,
+        seconds: g.seconds,
+        p50_ms: g.p50_ms,
+        p99_ms: g.p99_ms,
+        cpu_seconds: g.cpu_seconds,
+        run_queue_wait_seconds: g.run_queue_wait_seconds,
+        rss_mb: g.rss_mb,
+        broker_cpu_seconds: g.broker_cpu_seconds,
+    };
+    timing.json(
+        events,
+        json!({
+            "processing_p99_ms": g.processing_p99_ms,
+            "ready_after_seconds": g.ready_after_seconds,
+            "consent_recipients": g.consent_recipients,
+            "decisions": counts(&g.decisions),
+            "reasons": counts(&g.reasons),
+            "produce_errors": g.produce_errors,
+            "exit": g.exit,
+            "log": g.log,
+        }),
+    )
 }
 
 impl Results {
@@ -155,21 +205,7 @@ impl Results {
                 "seconds": preload.seconds,
                 "kinds": preload.kinds.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             },
-            "passthrough": pass.as_ref().map(|p| json!({
-                "rps": p.rps,
-                "seconds": p.seconds,
-                "p50_ms": p.p50_ms,
-                "p99_ms": p.p99_ms,
-                "cpu_seconds": p.cpu_seconds,
-                "cpu_us_per_record": per_record_us(Some(p.cpu_seconds), events),
-                "cores_used": share(Some(p.cpu_seconds), p.seconds),
-                "run_queue_wait_seconds": p.run_queue_wait_seconds,
-                "rss_mb": p.rss_mb,
-                "broker_cpu_seconds": pass_broker_cpu,
-                "broker_cpu_us_per_record": per_record_us(pass_broker_cpu, events),
-                "broker_cores_used": share(pass_broker_cpu, p.seconds),
-                "failed_deliveries": p.failed_deliveries,
-            })),
+            "passthrough": pass.as_ref().map(|p| pass_json(p, pass_broker_cpu, events)),
             "gate": gate_json(&gate, events),
             "rules_off": rules_off.as_ref().map(|r| gate_json(r, events)),
             "ratio": ratio,
@@ -206,5 +242,103 @@ impl Results {
             "gate_rps={:.0} passthrough_rps={pass} ratio={ratio} p99_ms={:.1} rss_mb={:.0}",
             self.gate_rps, self.p99_ms, self.rss_mb
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn gate(rps: f64, cpu_seconds: f64) -> GateFigures {
+        GateFigures {
+            rps,
+            seconds: 1e6 / rps,
+            p50_ms: 12.0,
+            p99_ms: 24.8,
+            processing_p99_ms: 9.0,
+            rss_mb: 260.0,
+            cpu_seconds,
+            run_queue_wait_seconds: 1.0,
+            broker_cpu_seconds: Some(1.5),
+            ready_after_seconds: 2.5,
+            consent_recipients: 920_004.0,
+            decisions: vec![("approve".into(), 1e6)],
+            reasons: Vec::new(),
+            produce_errors: 0.0,
+            exit: "exit status: 0".into(),
+            log: "gate.log".into(),
+        }
+    }
+
+    fn results(rules_off: Option<GateFigures>) -> Results {
+        let opts = BenchOptions {
+            events: 1_000_000,
+            partitions: 4,
+            brokers: None,
+            tansu: PathBuf::from("tansu"),
+            gate: PathBuf::from("smsgate"),
+            out: PathBuf::from("out"),
+            seed: 1,
+            skip_passthrough: false,
+            rules_off: rules_off.is_some(),
+            timeout: Duration::from_secs(1),
+        };
+        let pass = PassReport {
+            records: 1_000_000,
+            first_poll_unix_ms: 0,
+            last_ack_unix_ms: 2_000,
+            seconds: 2.0,
+            rps: 500_000.0,
+            p50_ms: 5.0,
+            p99_ms: 20.0,
+            cpu_seconds: 2.5,
+            run_queue_wait_seconds: 0.5,
+            rss_mb: 90.0,
+            failed_deliveries: 0,
+        };
+        let preload = Preload {
+            consent_records: 1_050_000,
+            events: 1_000_000,
+            seconds: 8.0,
+            kinds: vec![("clean".into(), 1_000_000)],
+        };
+        let runs = Runs {
+            pass: Some(pass),
+            pass_broker_cpu: Some(0.8),
+            gate: gate(100_000.0, 11.0),
+            rules_off,
+        };
+        Results::new(&opts, "127.0.0.1:9092", Utc::now(), preload, runs)
+    }
+
+    #[test]
+    fn the_summary_line_and_the_json_carry_every_run() {
+        let r = results(Some(gate(125_000.0, 10.0)));
+        assert_eq!(
+            r.summary_line(),
+            "gate_rps=100000 passthrough_rps=500000 ratio=0.20 p99_ms=24.8 rss_mb=260"
+        );
+        let j = r.to_json();
+        assert_eq!(j["gate"]["cpu_us_per_record"], 11.0);
+        assert_eq!(j["gate"]["broker_cpu_us_per_record"], 1.5);
+        assert_eq!(j["gate"]["decisions"]["approve"], 1e6);
+        assert_eq!(j["passthrough"]["cpu_us_per_record"], 2.5);
+        assert_eq!(j["passthrough"]["broker_cpu_us_per_record"], 0.8);
+        assert_eq!(j["passthrough"]["failed_deliveries"], 0);
+        assert_eq!(j["rules_off"]["cpu_us_per_record"], 10.0);
+        let cost = j["rules_cost"].as_f64().unwrap_or(0.0);
+        assert!((cost - 0.2).abs() < 1e-9, "{cost}");
+        assert_eq!(j["targets"]["ratio_at_least_0_8"], false);
+        assert_eq!(j["targets"]["gate_rps_at_least_100000"], true);
+    }
+
+    #[test]
+    fn without_the_rules_off_run_its_figures_are_null() {
+        let r = results(None);
+        assert!(r.to_json()["rules_off"].is_null());
+        assert!(r.to_json()["rules_cost"].is_null());
     }
 }
