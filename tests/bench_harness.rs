@@ -97,6 +97,15 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
         assert!(n > 0.0, "{k}={v} in {line}");
     }
     assert!(stderr.contains("rules off"), "{stderr}");
+    // Each run's log line splits its CPU between the process and the broker.
+    for run in ["pass-through: ", "gate: ", "rules off: "] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(run) && l.contains("process + ") && l.contains(" broker")),
+            "{run}: {stderr}"
+        );
+    }
     assert!(
         results["broker"]
             .as_str()
