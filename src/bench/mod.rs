@@ -177,11 +177,12 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         .as_ref()
         .and_then(|p| broker_cpu.between(p.first_poll_unix_ms, p.last_ack_unix_ms));
     if let Some(p) = &pass {
-        log(&format!(
-            "pass-through: {:.0} records/s over {:.2} s; {}",
-            p.rps,
-            p.seconds,
-            cpu_split(opts.events, p.cpu_seconds, pass_broker_cpu)
+        log(&run_line(
+            "pass-through",
+            opts.events,
+            (p.rps, p.seconds),
+            p.cpu_seconds,
+            pass_broker_cpu,
         ));
     }
 
@@ -189,12 +190,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     let mut e = env.clone();
     e.push(("SMSGATE__KAFKA__GROUP_ID".into(), format!("{prefix}.gate")));
     let gate = run_gate(opts, &e, &format!("{stamp}-gate"), &broker_cpu)?;
-    log(&format!(
-        "gate: {:.0} records/s over {:.2} s; {}",
-        gate.rps,
-        gate.seconds,
-        cpu_split(opts.events, gate.cpu_seconds, gate.broker_cpu_seconds)
-    ));
+    log(&gate_line("gate", opts.events, &gate));
 
     // 5. The gate again, every rule switched off: its own plumbing.
     let rules_off = if opts.rules_off {
@@ -208,12 +204,8 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         ));
         e.push(("SMSGATE__POLICY__PACKS".into(), packs.display().to_string()));
         let figures = run_gate(opts, &e, &format!("{stamp}-rules-off"), &broker_cpu)?;
-        log(&format!(
-            "gate with its {switched} rules off: {:.0} records/s over {:.2} s; {}",
-            figures.rps,
-            figures.seconds,
-            cpu_split(opts.events, figures.cpu_seconds, figures.broker_cpu_seconds)
-        ));
+        let what = format!("gate with its {switched} rules off");
+        log(&gate_line(&what, opts.events, &figures));
         Some(figures)
     } else {
         None
@@ -236,18 +228,34 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     Ok(results)
 }
 
-/// "CPU µs per record: 11.0 process + 1.5 broker", so a log shows at once
-/// which side is the bottleneck.
-fn cpu_split(records: u64, cpu_seconds: f64, broker_cpu_seconds: Option<f64>) -> String {
+/// One run's progress line, ending with its CPU split ("CPU µs per record:
+/// 11.0 process + 1.5 broker") so a log shows at once which side is the
+/// bottleneck.
+fn run_line(
+    what: &str,
+    records: u64,
+    (rps, seconds): (f64, f64),
+    cpu_seconds: f64,
+    broker_cpu_seconds: Option<f64>,
+) -> String {
     let us = |s: f64| s / records.max(1) as f64 * 1e6;
-    match broker_cpu_seconds {
-        Some(b) => format!(
-            "CPU µs per record: {:.1} process + {:.1} broker",
-            us(cpu_seconds),
-            us(b)
-        ),
-        None => format!("CPU µs per record: {:.1} process", us(cpu_seconds)),
-    }
+    let broker = broker_cpu_seconds
+        .map(|b| format!(" + {:.1} broker", us(b)))
+        .unwrap_or_default();
+    format!(
+        "{what}: {rps:.0} records/s over {seconds:.2} s; CPU µs per record: {:.1} process{broker}",
+        us(cpu_seconds)
+    )
+}
+
+fn gate_line(what: &str, records: u64, g: &GateFigures) -> String {
+    run_line(
+        what,
+        records,
+        (g.rps, g.seconds),
+        g.cpu_seconds,
+        g.broker_cpu_seconds,
+    )
 }
 
 /// Consent for every recipient (one per event), a sealing record per
@@ -478,14 +486,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cpu_split_names_both_sides_when_the_broker_was_sampled() {
+    fn a_run_line_splits_the_cpu_when_the_broker_was_sampled() {
         assert_eq!(
-            cpu_split(1_000_000, 11.04, Some(1.5)),
-            "CPU µs per record: 11.0 process + 1.5 broker"
+            run_line("gate", 1_000_000, (112_814.4, 8.864), 11.04, Some(1.5)),
+            "gate: 112814 records/s over 8.86 s; CPU µs per record: 11.0 process + 1.5 broker"
         );
         assert_eq!(
-            cpu_split(2_000, 0.05, None),
-            "CPU µs per record: 25.0 process"
+            run_line("pass-through", 2_000, (40_000.0, 0.05), 0.05, None),
+            "pass-through: 40000 records/s over 0.05 s; CPU µs per record: 25.0 process"
         );
     }
 }
