@@ -170,8 +170,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
             "SMSGATE__KAFKA__GROUP_ID".into(),
             format!("{prefix}.passthrough"),
         ));
-        let report = run_passthrough(opts, &e)?;
-        Some(report)
+        Some(run_passthrough(opts, &e)?)
     };
     let pass_broker_cpu = pass
         .as_ref()
@@ -195,8 +194,11 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     // 5. The gate again, every rule switched off: its own plumbing.
     let rules_off = if opts.rules_off {
         let packs = opts.out.join(format!("{stamp}-rules-off-packs"));
-        let user_packs = std::env::var_os("SMSGATE__POLICY__PACKS").map(PathBuf::from);
-        let switched = rules_off::write_packs(user_packs.as_deref(), &packs)?;
+        // The packs the gate's own configuration names (`policy.packs` from
+        // config/default.toml or SMSGATE__POLICY__PACKS), else the shipped ones.
+        let settings = crate::config::Settings::load(None)
+            .map_err(|e| BenchError::Setup(format!("configuration: {e}")))?;
+        let switched = rules_off::write_packs(settings.policy.packs.as_deref(), &packs)?;
         let mut e = env.clone();
         e.push((
             "SMSGATE__KAFKA__GROUP_ID".into(),

@@ -148,7 +148,7 @@ fn run_with(
 
     // Facts about the body, computed once, and only when a rule reads it.
     s.text.clear();
-    let hits = if active().any(|r| reads_body(&r.kind)) {
+    let hits = if wants(reads_body) {
         normalize_into(&event.body, &mut s.text);
         sender.own_names(&s.text, &mut s.own);
         pack.lexicon.scan(&s.text, &s.own)

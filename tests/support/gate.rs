@@ -296,12 +296,12 @@ impl Gate {
         self.child.kill9()
     }
 
-    /// SIGTERM, then wait up to `timeout` for the exit.
     /// Asks the gate to reload its policy (packs and sender registry).
     pub fn sighup(&mut self) {
         self.child.signal(libc::SIGHUP);
     }
 
+    /// SIGTERM, then wait up to `timeout` for the exit.
     pub fn sigterm(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.child.signal(libc::SIGTERM);
         self.child.wait(timeout)

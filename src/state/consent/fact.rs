@@ -121,7 +121,8 @@ impl Fact {
     }
 }
 
-/// Adds `new` to a recipient's folded facts; see the module doc for the rule.
+/// Adds `new` to a recipient's folded facts; the parent module's doc gives
+/// the rule.
 pub(super) fn fold(facts: &mut Vec<Fact>, new: Fact) {
     if new.scope() == ConsentScope::Personalization {
         // Latest by (at, opt-out wins a tie).
