@@ -125,7 +125,12 @@ fn link_at<T: AsRef<str>>(text: &str, i: usize, tlds: &[T]) -> (Option<Link>, us
         while host_end < b.len() && b[host_end] != b']' && url_byte(b[host_end]) {
             host_end += 1;
         }
-        host_end = (host_end + 1).min(b.len());
+        // The closing bracket belongs to the host; an unclosed one ends at
+        // the last URL byte (stepping past a non-ASCII byte would cut a
+        // character in two).
+        if b.get(host_end) == Some(&b']') {
+            host_end += 1;
+        }
     } else {
         while host_end < b.len() && host_byte(b[host_end]) {
             host_end += 1;
@@ -221,6 +226,16 @@ mod tests {
         assert_eq!(hosts("https://huinong.cn@evil.com/a"), vec!["evil.com"]);
         assert_eq!(hosts("http://u:p@bit.ly"), vec!["bit.ly"]);
         assert_eq!(hosts("rate 7.2% and 3.14 mail a@b.com"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn bracketed_hosts_end_at_the_bracket_or_the_last_url_byte() {
+        assert_eq!(hosts("http://[2001:db8::1]:8080/x"), vec!["[2001:db8::1]"]);
+        // Unclosed, then a character outside URLs: found by policy_props
+        // ("http://[秒" cut '秒' in two and panicked).
+        assert_eq!(hosts("http://[秒"), vec!["["]);
+        assert_eq!(hosts("684 ́http://[가g x"), vec!["["]);
+        assert_eq!(hosts("http://[::1 x"), vec!["[::1"]);
     }
 
     #[test]
