@@ -21,7 +21,7 @@ use crate::policy::content::{Facts, segments};
 use crate::policy::jurisdiction::{self, NanpTable};
 use crate::policy::lexicon::{Hits, Span};
 use crate::policy::pack::{Pack, Rule};
-use crate::policy::quiet_hours::{self, Week, format_minute};
+use crate::policy::quiet_hours::{self, Hhmm, Week};
 use crate::policy::rules::{Kind, QuietRule};
 use crate::policy::sender::SenderProfile;
 use crate::policy::view::StateView;
@@ -102,8 +102,8 @@ fn quiet_detail(zones: &[Tz], week: &Week, now: DateTime<Utc>) -> String {
                 local.hour(),
                 local.minute(),
                 z.name(),
-                format_minute(w.start),
-                format_minute(w.end)
+                Hhmm(w.start),
+                Hhmm(w.end)
             );
         }
     }

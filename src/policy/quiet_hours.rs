@@ -65,8 +65,24 @@ fn parse_hhmm(s: &str) -> Option<u16> {
     }
 }
 
-pub fn format_minute(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
+/// A minute of the day shown as `HH:MM`, written straight into the reason
+/// detail without a `String` of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Hhmm(pub u16);
+
+impl std::fmt::Display for Hhmm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (h, m) = ((self.0 / 60).min(99) as u8, (self.0 % 60) as u8);
+        let text = [
+            b'0' + h / 10,
+            b'0' + h % 10,
+            b':',
+            b'0' + m / 10,
+            b'0' + m % 10,
+        ];
+        // ASCII digits and a colon.
+        f.write_str(std::str::from_utf8(&text).unwrap_or("??:??"))
+    }
 }
 
 /// One allowed window per weekday (Monday first).
@@ -178,6 +194,8 @@ mod tests {
             }
         );
         assert_eq!(Window::parse("09:00-24:00").unwrap().end, 1440);
+        let shown = [0, 9 * 60 + 5, 1440].map(|m| Hhmm(m).to_string());
+        assert_eq!(shown, ["00:00", "09:05", "24:00"]);
         for bad in [
             "21:00-08:00",
             "8:00-21:00",

@@ -28,6 +28,8 @@
 //! Each entry goes to the changelog partition with the same number as the
 //! input partition whose state it belongs to.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -85,7 +87,7 @@ impl CapKey {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct DedupValue {
     first_at_ms: i64,
     outcome: String,
@@ -97,17 +99,25 @@ struct CapValue {
 }
 
 pub fn dedup_key(message_id: &str) -> Vec<u8> {
-    format!("{DEDUP_PREFIX}{message_id}").into_bytes()
+    [DEDUP_PREFIX.as_bytes(), message_id.as_bytes()].concat()
 }
 
+/// Written by hand, not through serde: one of these per decision made the
+/// changelog a tenth of the decide worker's step.
 pub fn dedup_entry(message_id: &str, seen: &Seen) -> ChangelogEntry {
-    let value = DedupValue {
-        first_at_ms: seen.first_at.timestamp_millis(),
-        outcome: seen.outcome.as_str().to_string(),
-    };
+    let mut ms = itoa::Buffer::new();
+    let value = [
+        br#"{"first_at_ms":"#.as_slice(),
+        ms.format(seen.first_at.timestamp_millis()).as_bytes(),
+        br#","outcome":""#,
+        // A fixed ASCII word: nothing to escape.
+        seen.outcome.as_str().as_bytes(),
+        br#""}"#,
+    ]
+    .concat();
     ChangelogEntry {
         key: dedup_key(message_id),
-        value: serde_json::to_vec(&value).ok(),
+        value: Some(value),
     }
 }
 
@@ -146,44 +156,61 @@ pub enum Change {
     },
 }
 
-#[derive(Serialize)]
-struct BatchOut<'a> {
-    at_ms: i64,
-    entries: Vec<(&'a str, Option<&'a serde_json::value::RawValue>)>,
-}
-
 #[derive(Deserialize)]
 struct BatchIn<'a> {
+    /// Keys as `Cow`: a key with an escape (a `"` in a message id) cannot
+    /// be borrowed from the record.
     #[serde(borrow)]
-    entries: Vec<(&'a str, Option<&'a serde_json::value::RawValue>)>,
+    entries: Vec<(Cow<'a, str>, Option<&'a serde_json::value::RawValue>)>,
 }
 
 /// Packs `entries` (`dedup/`/`cap/` entries and tombstones, in order) into
 /// one batch record keyed `batch/<at ms>/<nonce as 16 hex>`.
+///
+/// Entry values are JSON made by this module ([`dedup_entry`],
+/// [`cap_entry`], or read back from a batch), so they are copied in as they
+/// are instead of being parsed again; keys are escaped as JSON strings.
 pub fn batch_entry(entries: &[ChangelogEntry], at: DateTime<Utc>, nonce: u64) -> ChangelogEntry {
     let at_ms = at.timestamp_millis();
-    let packed = entries
+    let size: usize = entries
         .iter()
-        .filter_map(|e| {
-            let key = std::str::from_utf8(&e.key).ok()?;
-            let value =
-                match &e.value {
-                    None => None,
-                    Some(v) => Some(std::str::from_utf8(v).ok().and_then(|t| {
-                        serde_json::from_str::<&serde_json::value::RawValue>(t).ok()
-                    })?),
-                };
-            Some((key, value))
-        })
-        .collect();
-    let value = serde_json::to_vec(&BatchOut {
-        at_ms,
-        entries: packed,
-    })
-    .ok();
+        .map(|e| e.key.len() + e.value.as_ref().map_or(4, Vec::len) + 8)
+        .sum();
+    let mut value = Vec::with_capacity(size + 32);
+    let mut ms = itoa::Buffer::new();
+    value.extend_from_slice(br#"{"at_ms":"#);
+    value.extend_from_slice(ms.format(at_ms).as_bytes());
+    value.extend_from_slice(br#","entries":["#);
+    let mut first = true;
+    for e in entries {
+        let Ok(key) = std::str::from_utf8(&e.key) else {
+            continue;
+        };
+        debug_assert!(
+            e.value
+                .as_deref()
+                .is_none_or(|v| serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok()),
+            "changelog entry value is not JSON"
+        );
+        if !first {
+            value.push(b',');
+        }
+        first = false;
+        value.push(b'[');
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut value, key);
+        value.push(b',');
+        match &e.value {
+            Some(v) => value.extend_from_slice(v),
+            None => value.extend_from_slice(b"null"),
+        }
+        value.push(b']');
+    }
+    value.extend_from_slice(b"]}");
+    let key = format!("{BATCH_PREFIX}{at_ms}/{nonce:016x}").into_bytes();
     ChangelogEntry {
-        key: format!("{BATCH_PREFIX}{at_ms}/{nonce:016x}").into_bytes(),
-        value,
+        key,
+        value: Some(value),
     }
 }
 
@@ -344,6 +371,57 @@ mod tests {
         );
         assert!(decode(b"batch/x/1", None).is_err());
         assert!(decode(&b.key, Some(b"[1]")).is_err());
+    }
+
+    #[test]
+    fn hand_written_values_are_the_json_serde_would_write() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let seen = Seen {
+            first_at: t,
+            outcome: Outcome::Reject,
+        };
+        // Keys that need escaping, and one that is not UTF-8 (left out).
+        let ids = [
+            "m-1",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\tnl\n\u{1}",
+            "短信-7",
+        ];
+        let mut entries: Vec<_> = ids.iter().map(|id| dedup_entry(id, &seen)).collect();
+        entries.push(tombstone(dedup_key("m-0")));
+        entries.push(ChangelogEntry {
+            key: vec![0xff],
+            value: None,
+        });
+        let b = batch_entry(&entries, t, 7);
+        let dedup = serde_json::json!({"first_at_ms": t.timestamp_millis(), "outcome": "reject"});
+        let mut expected: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| serde_json::json!([format!("dedup/{id}"), dedup]))
+            .collect();
+        expected.push(serde_json::json!(["dedup/m-0", null]));
+        let expected = serde_json::json!({"at_ms": t.timestamp_millis(), "entries": expected});
+        assert_eq!(
+            b.value.as_deref(),
+            Some(serde_json::to_vec(&expected).unwrap().as_slice())
+        );
+        assert_eq!(
+            entries[0].value.as_deref(),
+            Some(serde_json::to_vec(&dedup).unwrap().as_slice())
+        );
+        let Ok(Change::Batch {
+            entries: Some(back),
+            ..
+        }) = decode(&b.key, b.value.as_deref())
+        else {
+            panic!("not a batch")
+        };
+        assert_eq!(back, entries[..ids.len() + 1]);
+        assert_eq!(
+            batch_entry(&[], t, 7).value.as_deref(),
+            Some(&br#"{"at_ms":1795831200000,"entries":[]}"#[..])
+        );
     }
 
     #[test]

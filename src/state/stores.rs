@@ -244,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn an_id_with_quotes_survives_a_restore_from_its_batch_record() {
+        let policy = policy();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let event = EVENT.replace(r#""m-1""#, r#""m-\"1\"\\x""#);
+        let old_owner = Stores::for_policy(&policy);
+        old_owner.assign(3);
+        let first = old_owner.decide(&policy, 3, event.as_bytes(), Origin::Intake, now);
+        assert_eq!(first.decision.message_id.as_deref(), Some(r#"m-"1"\x"#));
+        let batch = old_owner.seal(3, &first.changelog, now);
+
+        let new_owner = Stores::for_policy(&policy);
+        new_owner.assign(3);
+        new_owner
+            .restore(3, &batch.key, batch.value.as_deref())
+            .unwrap();
+        let replay = new_owner.decide(&policy, 3, event.as_bytes(), Origin::Intake, now);
+        assert!(replay.decision.has(ReasonCode::Duplicate));
+    }
+
+    #[test]
     fn malformed_input_changes_no_state() {
         let policy = policy();
         let stores = Stores::for_policy(&policy);
