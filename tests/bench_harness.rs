@@ -170,3 +170,76 @@ fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_
     assert!(results["rules_off"].is_null());
     assert_eq!(sum(&results["gate"]["decisions"]), 2000.0);
 }
+
+/// Runs `smsgate-bench step` with `args`; returns its stdout line.
+fn step(args: &[&str]) -> String {
+    let run = Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
+        .arg("step")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("smsgate-bench starts");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout.trim().to_string()
+}
+
+/// The figure after `prefix` and before the next space in `line`.
+fn figure(line: &str, prefix: &str) -> f64 {
+    let rest = &line[line
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix} in {line}"))
+        + prefix.len()..];
+    rest.split(' ')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or_else(|e| panic!("{prefix} in {line}: {e}"))
+}
+
+#[test]
+fn the_step_alone_decides_every_event_and_the_rules_off_step_routes_less() {
+    let full = step(&["--events", "400"]);
+    assert!(full.starts_with("step: 400 events in "), "{full}");
+    assert!(full.contains(" µs per event ("), "{full}");
+    let off = step(&["--events", "400", "--rules-off"]);
+    assert!(off.starts_with("step: 400 events in "), "{off}");
+    // Same input; only the full policy quarantines, and a quarantine
+    // record is larger than its input.
+    let (routed_full, routed_off) = (figure(&full, "), "), figure(&off, "), "));
+    assert!(
+        routed_off > 0.0 && routed_full > routed_off,
+        "{full}\n{off}"
+    );
+}
+
+#[test]
+fn bench_instructions_counts_the_step_under_callgrind() {
+    let run = Command::new("scripts/bench-instructions")
+        .args([
+            "--events",
+            "200",
+            "--bin",
+            env!("CARGO_BIN_EXE_smsgate-bench"),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("scripts/bench-instructions starts");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line = stdout.trim();
+    assert!(line.starts_with("instructions_per_event="), "{line}");
+    let per_event = figure(line, "instructions_per_event=");
+    let total = figure(line, "instructions=");
+    assert_eq!(figure(line, "events="), 200.0, "{line}");
+    assert!(per_event > 1_000.0, "{line}");
+    assert_eq!(per_event, (total / 200.0).floor(), "{line}");
+}

@@ -10,7 +10,9 @@
 //! ([`scrape`]) and `/proc` ([`procstat`]); with `--rules-off`, run the
 //! gate once more with every rule switched off ([`rules_off`]), which
 //! separates the rules' cost from the gate's own plumbing; then write the
-//! results as JSON and print one summary line ([`report`]).
+//! results as JSON and print one summary line ([`report`]). [`step`] is the
+//! decide worker's step alone, without Kafka (`smsgate-bench step`,
+//! `scripts/bench-instructions`, `cargo bench --bench gate_step`).
 
 pub mod broker;
 pub mod passthrough;
@@ -20,6 +22,7 @@ pub mod report;
 pub mod rules_off;
 pub mod sampler;
 pub mod scrape;
+pub mod step;
 pub mod workload;
 
 use std::path::PathBuf;

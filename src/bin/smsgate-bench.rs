@@ -69,12 +69,30 @@ enum Sub {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// The decide worker's step alone, in this process, without Kafka:
+    /// parse, decide, record state, route, seal (`scripts/bench-instructions`
+    /// counts its instructions under callgrind).
+    Step {
+        /// Events to decide (consent for as many recipients is loaded first).
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// With every rule switched off.
+        #[arg(long)]
+        rules_off: bool,
+        #[arg(long, default_value_t = 0x5e6a7e)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Sub::Passthrough { expected, timeout }) => passthrough(expected, timeout),
+        Some(Sub::Step {
+            events,
+            rules_off,
+            seed,
+        }) => step(events, rules_off, seed),
         None => run(cli.bench),
     }
 }
@@ -91,6 +109,35 @@ fn passthrough(expected: u64, timeout: u64) -> ExitCode {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+fn step(n: u64, rules_off: bool, seed: u64) -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("smsgate-step-{}", std::process::id()));
+    // The packs `smsgate run` would load here (config file, environment).
+    let configured = Settings::load(None).ok().and_then(|s| s.policy.packs);
+    let packs = if rules_off {
+        if let Err(e) = bench::rules_off::write_packs(configured.as_deref(), &dir) {
+            return fail(&e.to_string());
+        }
+        Some(dir.clone())
+    } else {
+        configured
+    };
+    let policy = bench::step::policy(packs.as_deref());
+    let _ = std::fs::remove_dir_all(&dir);
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let (w, events) = bench::step::events(n, seed);
+    let (took, routed) = bench::step::timed(&policy, &w, &events);
+    let per_event = took.as_secs_f64() * 1e6 / n.max(1) as f64;
+    println!(
+        "step: {n} events in {:.1} ms, {per_event:.2} µs per event ({:.0} events/s), {routed} bytes routed",
+        took.as_secs_f64() * 1e3,
+        n as f64 / took.as_secs_f64().max(1e-9),
+    );
+    ExitCode::SUCCESS
 }
 
 fn run(a: BenchArgs) -> ExitCode {
