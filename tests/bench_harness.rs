@@ -171,14 +171,13 @@ fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_
     assert_eq!(sum(&results["gate"]["decisions"]), 2000.0);
 }
 
-/// Runs `smsgate-bench step` with `args`; returns its stdout line.
-fn step(args: &[&str]) -> String {
-    let run = Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
-        .arg("step")
-        .args(args)
+/// Runs `command` from the repository root; returns its trimmed stdout,
+/// panicking with both outputs unless it succeeds.
+fn stdout_of(command: &mut Command) -> String {
+    let run = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("smsgate-bench starts");
+        .expect("the command starts");
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
@@ -186,6 +185,15 @@ fn step(args: &[&str]) -> String {
         String::from_utf8_lossy(&run.stderr)
     );
     stdout.trim().to_string()
+}
+
+/// Runs `smsgate-bench step` with `args`; returns its stdout line.
+fn step(args: &[&str]) -> String {
+    stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
+            .arg("step")
+            .args(args),
+    )
 }
 
 /// The figure after `prefix` and before the next space in `line`.
@@ -219,23 +227,13 @@ fn the_step_alone_decides_every_event_and_the_rules_off_step_routes_less() {
 
 #[test]
 fn bench_instructions_counts_the_step_under_callgrind() {
-    let run = Command::new("scripts/bench-instructions")
-        .args([
-            "--events",
-            "200",
-            "--bin",
-            env!("CARGO_BIN_EXE_smsgate-bench"),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("scripts/bench-instructions starts");
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let line = stdout.trim();
+    let line = stdout_of(Command::new("scripts/bench-instructions").args([
+        "--events",
+        "200",
+        "--bin",
+        env!("CARGO_BIN_EXE_smsgate-bench"),
+    ]));
+    let line = line.as_str();
     assert!(line.starts_with("instructions_per_event="), "{line}");
     let per_event = figure(line, "instructions_per_event=");
     let total = figure(line, "instructions=");

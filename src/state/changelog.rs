@@ -294,13 +294,19 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    #[test]
-    fn entries_round_trip() {
+    /// 2026-11-28 02:00 UTC and a memory first seen then with `outcome`.
+    fn seen_at(outcome: Outcome) -> (DateTime<Utc>, Seen) {
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
         let seen = Seen {
             first_at: t,
-            outcome: Outcome::Defer,
+            outcome,
         };
+        (t, seen)
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let (t, seen) = seen_at(Outcome::Defer);
         let e = dedup_entry("m-1", &seen);
         assert_eq!(e.key, b"dedup/m-1");
         assert_eq!(
@@ -331,11 +337,7 @@ mod tests {
 
     #[test]
     fn a_batch_carries_entries_and_tombstones_in_order() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
-        let seen = Seen {
-            first_at: t,
-            outcome: Outcome::Approve,
-        };
+        let (t, seen) = seen_at(Outcome::Approve);
         let k = CapKey::new("+8613812345678", "sme-loan");
         let entries = vec![
             dedup_entry("m-1", &seen),
@@ -375,11 +377,7 @@ mod tests {
 
     #[test]
     fn hand_written_values_are_the_json_serde_would_write() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
-        let seen = Seen {
-            first_at: t,
-            outcome: Outcome::Reject,
-        };
+        let (t, seen) = seen_at(Outcome::Reject);
         // Keys that need escaping, and one that is not UTF-8 (left out).
         let ids = [
             "m-1",
