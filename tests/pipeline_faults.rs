@@ -6,6 +6,7 @@ mod pipeline_support;
 use std::time::Duration;
 
 use pipeline_support::*;
+use rdkafka::mocking::MockCoordinator;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const EVENTS: usize = 1000;
@@ -176,4 +177,80 @@ async fn a_stop_while_every_broker_is_down_is_bounded() {
         "{took:?}"
     );
     assert_eq!(summary.decisions.decided(), 200);
+}
+
+/// A synchronous offset commit waits for the group coordinator (about 45 s
+/// on the mock cluster while it is down). With only the coordinator down,
+/// every partition still has a leader to read from and produce to, so the
+/// gate must go on deciding while its commits wait; once the coordinator
+/// is back, everything is committed and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
+    let mut h = Harness::new("faults-coordinator");
+    let group = h.settings.kafka.group_id.clone();
+    let t = h.settings.topics.clone();
+    let changelog = t.changelog.clone().unwrap();
+    let cluster = h.mock.cluster();
+    for topic in [
+        &t.outbound,
+        &t.consent,
+        &t.inbound,
+        &t.approved,
+        &t.quarantine,
+        &t.deferred,
+        &changelog,
+    ] {
+        for p in 0..PARTITIONS {
+            cluster.partition_leader(topic, p, Some(2 + p % 2)).unwrap();
+        }
+    }
+    // Broker 1 coordinates the gate's group only.
+    cluster
+        .coordinator(MockCoordinator::Group(group.clone()), 1)
+        .unwrap();
+    for other in [
+        "-release",
+        "-inbound",
+        ".consent-reader",
+        ".changelog-reader",
+    ] {
+        cluster
+            .coordinator(MockCoordinator::Group(format!("{group}{other}")), 2)
+            .unwrap();
+    }
+    h.seed_consent();
+    h.produce_events(100);
+    let run = h.start();
+    assert!(
+        wait_for(Duration::from_secs(30), || run.metrics.snapshot().decided()
+            >= 100)
+        .await
+    );
+    assert!(wait_committed_to_end(&h, Duration::from_secs(30)).await);
+
+    h.mock.cluster().broker_down(1).unwrap();
+    // These are decided and acknowledged; their commit then waits for the
+    // coordinator.
+    h.produce_events(50);
+    assert!(
+        wait_for(Duration::from_secs(15), || run.metrics.snapshot().decided()
+            >= 150)
+        .await,
+        "decided with the coordinator down, at {:?}",
+        run.metrics.snapshot()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.produce_events(50);
+    assert!(
+        wait_for(Duration::from_secs(10), || run.metrics.snapshot().decided()
+            >= 200)
+        .await,
+        "decided while a commit waits for the coordinator, at {:?}",
+        run.metrics.snapshot()
+    );
+    assert!(run.metrics.is_ready(), "the partition leaders are up");
+
+    h.mock.cluster().broker_up(1).unwrap();
+    let duplicates = finish(&h, run, 200).await;
+    println!("coordinator outage: duplicates: {duplicates}");
 }

@@ -5,11 +5,13 @@
 //!
 //! [`Gate::run`] (and the shorthand [`run`]) is the one entry point shared
 //! by `smsgate run`, `smsgate demo` and the in-process tests. Threads:
-//! the consume loop ([`source`]), the consent feed ([`consent_feed`]), the
-//! producer's delivery thread ([`flight`]), and the metrics server on the
-//! caller's tokio runtime.
+//! the consume loop ([`source`]), the decide workers ([`worker`]), the
+//! periodic offset commits ([`committer`]), the consent feed
+//! ([`consent_feed`]), the producer's delivery thread ([`flight`]), and the
+//! metrics server on the caller's tokio runtime.
 
 pub mod changelog;
+mod committer;
 pub mod consent_feed;
 pub mod flight;
 pub mod kafka;
@@ -223,7 +225,7 @@ impl Gate {
         shutdown: &Shutdown,
         done: &Shutdown,
         runtime: &tokio::runtime::Handle,
-        clients: &mut Option<(GateConsumer, Arc<Dispatcher>)>,
+        clients: &mut Option<(Arc<GateConsumer>, Arc<Dispatcher>)>,
     ) -> Result<RunSummary, PipelineError> {
         let s = &self.settings;
         let startup = Duration::from_secs(s.kafka.startup_timeout_secs);
@@ -312,7 +314,9 @@ impl Gate {
             .create_with_context(context)
             .map_err(|e| PipelineError::Client(e.to_string()))?;
         warn_missing_topics(&consumer, s);
-        let consumer = &clients.insert((consumer, dispatcher.clone())).0;
+        let consumer = &clients.insert((Arc::new(consumer), dispatcher.clone())).0;
+        let committer = committer::Committer::start(consumer.clone())
+            .map_err(|e| PipelineError::Thread(e.to_string()))?;
 
         // 3. Decide nothing before consent has caught up.
         while !self.metrics.is_consent_caught_up() {
@@ -351,6 +355,7 @@ impl Gate {
         // 4. Consume until stopped.
         let intake = source::Intake {
             consumer,
+            committer: &committer,
             state: &self.state,
             settings: s,
             changelog: &changelog_topic,

@@ -54,9 +54,10 @@ impl GateContext {
     }
 
     /// Commits the acknowledged prefix of `partitions` (all when `None`)
-    /// synchronously: every commit interval, on revoke and at shutdown.
-    /// (librdkafka reports manual asynchronous commits to no one, so the
-    /// result would be unknown; a synchronous commit is one round trip.)
+    /// synchronously: every commit interval (on the commit thread,
+    /// `super::committer`), on revoke and at shutdown. (rust-rdkafka's
+    /// consumer reports manual asynchronous commits to no one, so their
+    /// result would be unknown.)
     /// `periodic` commits are retried at the next interval, so their
     /// failures are logged at `debug`; the last commit before a revoke or a
     /// stop warns.

@@ -1,6 +1,7 @@
 //! The consume loop: poll `topics.outbound`, claim each record's offset and
-//! hand it to its partition's decide worker ([`super::worker`]); commit the
-//! acknowledged prefix of each partition periodically; prune old state.
+//! hand it to its partition's decide worker ([`super::worker`]); have the
+//! acknowledged prefix of each partition committed periodically (by
+//! [`super::committer`], off this thread); prune old state.
 //!
 //! Backpressure: when `pipeline.max_in_flight` records are unacknowledged
 //! the loop stops taking records and waits for acknowledgements, polling
@@ -18,6 +19,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 
+use super::committer::Committer;
 use super::flight::Pending;
 use super::rebalance::GateConsumer;
 use super::shutdown::Shutdown;
@@ -34,6 +36,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) struct Intake<'a> {
     pub consumer: &'a GateConsumer,
+    /// Periodic commits run there, so this loop never waits for them.
+    pub committer: &'a Committer,
     pub state: &'a Stores,
     pub settings: &'a Settings,
     /// The changelog topic of caps and duplicates (for prune tombstones).
@@ -65,7 +69,9 @@ impl Intake<'_> {
             let now = Instant::now();
             if now.duration_since(last_commit) >= commit_every {
                 last_commit = now;
-                ctx.commit_now(self.consumer, None, true);
+                if !self.committer.request() {
+                    return Ended::Fatal("the offset commit thread has stopped".into());
+                }
             }
             if now.duration_since(last_prune) >= PRUNE_INTERVAL {
                 last_prune = now;
