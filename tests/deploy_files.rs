@@ -358,7 +358,7 @@ fn compose_runs_kafka_topics_gate_prometheus_grafana_and_an_optional_load_genera
         .trim_end_matches('s')
         .parse()
         .unwrap();
-    assert!(grace > default_settings().pipeline.drain_timeout_secs);
+    assert!(grace > default_settings().pipeline.drain_timeout_secs + stop_past_drain());
     // Every bind mount names a file of this repository.
     for service in services.values() {
         for volume in service["volumes"].as_array().into_iter().flatten() {
@@ -477,7 +477,7 @@ fn the_statefulset_probes_health_drains_within_its_grace_period_and_uses_static_
     let pod = &set["spec"]["template"]["spec"];
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(
-        grace >= drain + 10,
+        grace > drain + stop_past_drain(),
         "grace {grace}s leaves too little past the {drain}s drain"
     );
     let container = &pod["containers"][0];
@@ -659,4 +659,9 @@ fn the_image_and_compose_environments_make_a_valid_configuration() {
         "not-an-address".to_string(),
     )];
     assert!(configuration_loads_with(&broken).is_err());
+}
+
+/// What a stop may take after the drain: the last commit, leaving the group.
+fn stop_past_drain() -> u64 {
+    (smsgate::pipeline::FINAL_COMMIT_WAIT + smsgate::pipeline::CLOSE_TIMEOUT).as_secs()
 }

@@ -179,16 +179,12 @@ async fn a_stop_while_every_broker_is_down_is_bounded() {
     assert_eq!(summary.decisions.decided(), 200);
 }
 
-/// A synchronous offset commit waits for the group coordinator (about 45 s
-/// on the mock cluster while it is down). With only the coordinator down,
-/// every partition still has a leader to read from and produce to, so the
-/// gate must go on deciding while its commits wait; once the coordinator
-/// is back, everything is committed and nothing is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
-    let mut h = Harness::new("faults-coordinator");
-    let group = h.settings.kafka.group_id.clone();
-    let t = h.settings.topics.clone();
+/// Every partition led by broker 2 or 3, the gate's group coordinated by
+/// broker 1 alone (every other group by broker 2): taking broker 1 down
+/// then takes down only the gate's group coordinator.
+fn coordinator_alone_on_broker_1(h: &Harness) {
+    let group = &h.settings.kafka.group_id;
+    let t = &h.settings.topics;
     let changelog = t.changelog.clone().unwrap();
     let cluster = h.mock.cluster();
     for topic in [
@@ -204,7 +200,6 @@ async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
             cluster.partition_leader(topic, p, Some(2 + p % 2)).unwrap();
         }
     }
-    // Broker 1 coordinates the gate's group only.
     cluster
         .coordinator(MockCoordinator::Group(group.clone()), 1)
         .unwrap();
@@ -218,6 +213,17 @@ async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
             .coordinator(MockCoordinator::Group(format!("{group}{other}")), 2)
             .unwrap();
     }
+}
+
+/// A synchronous offset commit waits for the group coordinator (about 45 s
+/// on the mock cluster while it is down). With only the coordinator down,
+/// every partition still has a leader to read from and produce to, so the
+/// gate must go on deciding while its commits wait; once the coordinator
+/// is back, everything is committed and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
+    let mut h = Harness::new("faults-coordinator");
+    coordinator_alone_on_broker_1(&h);
     h.seed_consent();
     h.produce_events(100);
     let run = h.start();
@@ -253,4 +259,46 @@ async fn records_keep_flowing_while_only_the_group_coordinator_is_down() {
     h.mock.cluster().broker_up(1).unwrap();
     let duplicates = finish(&h, run, 200).await;
     println!("coordinator outage: duplicates: {duplicates}");
+}
+
+/// The stop's last commit waits for the coordinator too; the stop waits
+/// for it only `FINAL_COMMIT_WAIT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_only_the_group_coordinator_is_down_is_bounded() {
+    let mut h = Harness::new("faults-coordinator-stop");
+    h.settings.pipeline.drain_timeout_secs = 3;
+    coordinator_alone_on_broker_1(&h);
+    h.seed_consent();
+    h.produce_events(100);
+    let run = h.start();
+    assert!(wait_committed_to_end(&h, Duration::from_secs(30)).await);
+    h.mock.cluster().broker_down(1).unwrap();
+    h.produce_events(50);
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            let s = run.metrics.snapshot();
+            s.decided() >= 150 && s.in_flight == 0
+        })
+        .await,
+        "decided with the coordinator down, at {:?}",
+        run.metrics.snapshot()
+    );
+    let started = std::time::Instant::now();
+    run.shutdown.trigger();
+    let summary = tokio::time::timeout(Duration::from_secs(40), run.task)
+        .await
+        .expect("the stop does not hang")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    println!("stop with the coordinator down took {took:?}");
+    assert!(
+        took < Duration::from_secs(3)
+            + smsgate::pipeline::FINAL_COMMIT_WAIT
+            + smsgate::pipeline::CLOSE_TIMEOUT
+            + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(summary.drained);
+    assert_eq!(summary.decisions.decided(), 150);
 }

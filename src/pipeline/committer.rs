@@ -14,12 +14,15 @@
 //! while one is running or waiting costs nothing (one request is kept: it
 //! commits the positions of when it runs, the latest).
 //!
-//! The commits on revoke and at the stop stay on the consumer's thread:
-//! they must finish before the partitions are released or the process
-//! ends.
+//! The last commit at a stop runs here too, after the drain, and the stop
+//! waits for it only so long ([`Committer::finish`]). The commit on revoke
+//! stays on the consumer's thread, inside the rebalance callback: it must
+//! finish before the partitions are released (and the coordinator, which
+//! is running the rebalance, is reachable then).
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 
@@ -28,21 +31,29 @@ use super::rebalance::GateConsumer;
 pub(crate) struct Committer {
     /// Capacity 1: a waiting request already stands for every later one.
     requests: SyncSender<()>,
+    /// Disconnected when the thread has ended (and dropped its consumer
+    /// handle, so the consumer closes on the thread that drops it last).
+    ended: Receiver<()>,
 }
 
 impl Committer {
-    /// Starts the commit thread; it ends when the committer is dropped and
+    /// Starts the commit thread; it ends when the committer is stopped and
     /// its current commit, if any, has returned.
     pub fn start(consumer: Arc<GateConsumer>) -> std::io::Result<Committer> {
         let (requests, pending) = mpsc::sync_channel::<()>(1);
+        let (ending, ended) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("smsgate-commit".into())
             .spawn(move || {
+                let _ending = ending;
                 for () in pending {
                     consumer.context().commit_now(&consumer, None, true);
                 }
+                // Stopped (after the drain): the last commit.
+                consumer.context().commit_now(&consumer, None, false);
+                drop(consumer);
             })?;
-        Ok(Committer { requests })
+        Ok(Committer { requests, ended })
     }
 
     /// Asks for a commit of every partition's acknowledged prefix; never
@@ -51,6 +62,19 @@ impl Committer {
         !matches!(
             self.requests.try_send(()),
             Err(TrySendError::Disconnected(()))
+        )
+    }
+
+    /// After the drain: ends the thread with one last commit of every
+    /// acknowledged prefix, waiting at most `wait` for it. False when it
+    /// has not finished by then (a commit waiting for an unreachable
+    /// coordinator finishes alone; the records past the committed offsets
+    /// are read again after a restart and rejected as `duplicate`).
+    pub fn finish(self, wait: Duration) -> bool {
+        drop(self.requests);
+        matches!(
+            self.ended.recv_timeout(wait),
+            Err(RecvTimeoutError::Disconnected)
         )
     }
 }

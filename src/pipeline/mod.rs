@@ -45,8 +45,12 @@ use rebalance::{GateConsumer, GateContext};
 pub use shutdown::Shutdown;
 
 /// How long closing the consumer (leaving the group) may take after the
-/// drain; a stop takes at most `pipeline.drain_timeout_secs` plus this.
+/// drain; a stop takes at most `pipeline.drain_timeout_secs` plus
+/// [`FINAL_COMMIT_WAIT`] plus this.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a stop waits for its last offset commit after the drain.
+pub const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the gate stopped with an error (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -366,7 +370,13 @@ impl Gate {
         self.metrics.stopping();
         let deadline = Instant::now() + Duration::from_secs(s.pipeline.drain_timeout_secs);
         let drained = dispatcher.drain(None, deadline, || {});
-        consumer.context().commit_now(consumer, None, false);
+        // Also lets the commit thread drop its handle, so the consumer is
+        // closed (the group left) below, normally.
+        if !committer.finish(FINAL_COMMIT_WAIT) {
+            tracing::warn!(
+                "the last offset commit is still waiting for the group coordinator; records past the committed offsets will be read again"
+            );
+        }
         workers.stop();
         let _ = dispatcher
             .producer()
