@@ -8,13 +8,13 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use smsgate::bench::{rules_off, step};
+use smsgate::bench::step;
 use smsgate::policy::Policy;
 
 const EVENTS: u64 = 10_000;
 
-fn load(packs: Option<&std::path::Path>) -> Policy {
-    match step::policy(packs) {
+fn load(policy: Result<Policy, impl std::fmt::Display>) -> Policy {
+    match policy {
         Ok(p) => p,
         Err(e) => panic!("policy: {e}"),
     }
@@ -22,15 +22,10 @@ fn load(packs: Option<&std::path::Path>) -> Policy {
 
 fn gate_step(c: &mut Criterion) {
     let (w, events) = step::events(EVENTS, 11);
-    let dir = std::env::temp_dir().join(format!("smsgate-gate-step-{}", std::process::id()));
-    if let Err(e) = rules_off::write_packs(None, &dir) {
-        panic!("rules-off packs: {e}");
-    }
     let policies = [
-        ("default_policy", load(None)),
-        ("rules_off", load(Some(&dir))),
+        ("default_policy", load(step::policy(None))),
+        ("rules_off", load(step::rules_off_policy(None))),
     ];
-    let _ = std::fs::remove_dir_all(&dir);
     let topics = step::topics();
 
     let mut g = c.benchmark_group("gate_step");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use pipeline_support::*;
 use rdkafka::mocking::MockCoordinator;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use smsgate::pipeline::RunSummary;
 
 const EVENTS: usize = 1000;
 
@@ -45,6 +46,19 @@ async fn finish(h: &Harness, run: Running, total: usize) -> usize {
         );
     }
     duplicates
+}
+
+/// Stops the gate; its summary and how long the stop took (it must end
+/// within `hang`).
+async fn stop(run: Running, hang: Duration) -> (RunSummary, Duration) {
+    let started = std::time::Instant::now();
+    run.shutdown.trigger();
+    let summary = tokio::time::timeout(hang, run.task)
+        .await
+        .expect("the stop does not hang")
+        .unwrap()
+        .unwrap();
+    (summary, started.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,14 +177,7 @@ async fn a_stop_while_every_broker_is_down_is_bounded() {
         h.mock.cluster().broker_down(b).unwrap();
     }
     assert!(wait_for(Duration::from_secs(20), || !run.metrics.is_ready()).await);
-    let started = std::time::Instant::now();
-    run.shutdown.trigger();
-    let summary = tokio::time::timeout(Duration::from_secs(30), run.task)
-        .await
-        .expect("the stop does not hang")
-        .unwrap()
-        .unwrap();
-    let took = started.elapsed();
+    let (summary, took) = stop(run, Duration::from_secs(30)).await;
     println!("stop with every broker down took {took:?}");
     assert!(
         took < Duration::from_secs(3) + smsgate::pipeline::CLOSE_TIMEOUT + Duration::from_secs(2),
@@ -283,14 +290,7 @@ async fn a_stop_while_only_the_group_coordinator_is_down_is_bounded() {
         "decided with the coordinator down, at {:?}",
         run.metrics.snapshot()
     );
-    let started = std::time::Instant::now();
-    run.shutdown.trigger();
-    let summary = tokio::time::timeout(Duration::from_secs(40), run.task)
-        .await
-        .expect("the stop does not hang")
-        .unwrap()
-        .unwrap();
-    let took = started.elapsed();
+    let (summary, took) = stop(run, Duration::from_secs(40)).await;
     println!("stop with the coordinator down took {took:?}");
     assert!(
         took < Duration::from_secs(3)

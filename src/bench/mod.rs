@@ -197,11 +197,8 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     // 5. The gate again, every rule switched off: its own plumbing.
     let rules_off = if opts.rules_off {
         let packs = opts.out.join(format!("{stamp}-rules-off-packs"));
-        // The packs the gate's own configuration names (`policy.packs` from
-        // config/default.toml or SMSGATE__POLICY__PACKS), else the shipped ones.
-        let settings = crate::config::Settings::load(None)
-            .map_err(|e| BenchError::Setup(format!("configuration: {e}")))?;
-        let switched = rules_off::write_packs(settings.policy.packs.as_deref(), &packs)?;
+        let configured = rules_off::configured_packs()?;
+        let switched = rules_off::write_packs(configured.as_deref(), &packs)?;
         let mut e = env.clone();
         e.push((
             "SMSGATE__KAFKA__GROUP_ID".into(),

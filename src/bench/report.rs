@@ -95,7 +95,8 @@ fn per_record_us(cpu_seconds: Option<f64>, records: u64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn counts(v: &[(String, f64)]) -> serde_json::Map<String, Value> {
+/// `[(name, n)]` as a JSON object.
+fn counts<N: serde::Serialize>(v: &[(String, N)]) -> serde_json::Map<String, Value> {
     v.iter().map(|(k, n)| (k.clone(), json!(n))).collect()
 }
 
@@ -203,7 +204,7 @@ impl Results {
                 "consent_records": preload.consent_records,
                 "events": preload.events,
                 "seconds": preload.seconds,
-                "kinds": preload.kinds.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "kinds": counts(&preload.kinds),
             },
             "passthrough": pass.as_ref().map(|p| pass_json(p, pass_broker_cpu, events)),
             "gate": gate_json(&gate, events),

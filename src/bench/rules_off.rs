@@ -5,12 +5,21 @@
 //! of the gate's own plumbing; the full run against it is what the rules
 //! cost, which the pass-through alone cannot show.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
 use super::BenchError;
 use crate::policy::pack_files;
+
+/// The packs `smsgate run` would load here: `policy.packs` from the
+/// configuration (config/default.toml, the environment), `None` for the
+/// shipped ones.
+pub fn configured_packs() -> Result<Option<PathBuf>, BenchError> {
+    crate::config::Settings::load(None)
+        .map(|s| s.policy.packs)
+        .map_err(|e| BenchError::Setup(format!("configuration: {e}")))
+}
 
 /// Writes the packs of `from` (the shipped ones for `None`) into `dir` with
 /// every `[[rule]]` switched off; returns how many rules it switched off.

@@ -13,11 +13,13 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::bench::workload::Workload;
+use crate::bench::{BenchError, rules_off};
 use crate::config::Topics;
 use crate::decision::Source;
 use crate::pipeline::route::route;
@@ -41,6 +43,23 @@ pub fn policy(packs: Option<&Path>) -> Result<Policy, PolicyError> {
         senders: vec![PathBuf::from("config/senders.example.toml")],
         packs: packs.map(Path::to_path_buf),
     })
+}
+
+/// The policy with every rule of the packs `from` (the shipped ones for
+/// `None`) switched off, as `smsgate-bench --rules-off` runs the gate: the
+/// packs are written to a temporary directory, loaded and removed.
+pub fn rules_off_policy(from: Option<&Path>) -> Result<Policy, BenchError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "smsgate-step-rules-off-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let loaded = rules_off::write_packs(from, &dir).and_then(|_| {
+        policy(Some(&dir)).map_err(|e| BenchError::Setup(format!("rules-off packs: {e}")))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded
 }
 
 /// `n` events of the benchmark's generator, spread over the partitions,

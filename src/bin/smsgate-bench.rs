@@ -112,19 +112,17 @@ fn passthrough(expected: u64, timeout: u64) -> ExitCode {
 }
 
 fn step(n: u64, rules_off: bool, seed: u64) -> ExitCode {
-    let dir = std::env::temp_dir().join(format!("smsgate-step-{}", std::process::id()));
     // The packs `smsgate run` would load here (config file, environment).
-    let configured = Settings::load(None).ok().and_then(|s| s.policy.packs);
-    let packs = if rules_off {
-        if let Err(e) = bench::rules_off::write_packs(configured.as_deref(), &dir) {
-            return fail(&e.to_string());
-        }
-        Some(dir.clone())
-    } else {
-        configured
+    let configured = match bench::rules_off::configured_packs() {
+        Ok(packs) => packs,
+        Err(e) => return fail(&e.to_string()),
     };
-    let policy = bench::step::policy(packs.as_deref());
-    let _ = std::fs::remove_dir_all(&dir);
+    let policy = if rules_off {
+        bench::step::rules_off_policy(configured.as_deref())
+    } else {
+        bench::step::policy(configured.as_deref())
+            .map_err(|e| bench::BenchError::Setup(format!("policy: {e}")))
+    };
     let policy = match policy {
         Ok(p) => p,
         Err(e) => return fail(&e.to_string()),
