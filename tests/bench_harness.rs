@@ -141,6 +141,40 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
     let cost = results["rules_cost"].as_f64().expect("rules_cost");
     assert!(cost < 1.0, "{cost}");
     assert!(off["cpu_us_per_record"].as_f64() > Some(0.0));
+
+    // Each run names its busiest threads: the gate's decide worker among
+    // them, and on stderr after each run line.
+    for run in ["passthrough", "gate", "rules_off"] {
+        let threads = results[run]["threads"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!threads.is_empty(), "{run}: {}", results[run]);
+        let cpu: Vec<f64> = threads
+            .iter()
+            .filter_map(|t| t["cpu_seconds"].as_f64())
+            .collect();
+        assert_eq!(cpu.len(), threads.len(), "{run}: {threads:?}");
+        assert!(
+            cpu.windows(2).all(|w| w[0] >= w[1]),
+            "busiest first: {threads:?}"
+        );
+    }
+    for run in ["gate", "rules_off"] {
+        let names: Vec<&str> = results[run]["threads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert!(names.contains(&"smsgate-decide0"), "{run}: {names:?}");
+    }
+    for run in [
+        "pass-through threads, cores used: ",
+        "gate threads, cores used: ",
+    ] {
+        assert!(stderr.lines().any(|l| l.contains(run)), "{run}: {stderr}");
+    }
 }
 
 #[test]

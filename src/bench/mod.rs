@@ -33,6 +33,7 @@ use chrono::Utc;
 
 use crate::metrics::names;
 use broker::Tansu;
+use procstat::ThreadCpu;
 use produce::Loader;
 use report::{GateFigures, Preload, Results, Runs};
 use sampler::Sampler;
@@ -186,6 +187,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
             p.cpu_seconds,
             pass_broker_cpu,
         ));
+        log(&threads_line("pass-through", &p.threads, p.seconds));
     }
 
     // 4. The gate.
@@ -193,6 +195,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     e.push(("SMSGATE__KAFKA__GROUP_ID".into(), format!("{prefix}.gate")));
     let gate = run_gate(opts, &e, &format!("{stamp}-gate"), &broker_cpu)?;
     log(&gate_line("gate", opts.events, &gate));
+    log(&threads_line("gate", &gate.threads, gate.seconds));
 
     // 5. The gate again, every rule switched off: its own plumbing.
     let rules_off = if opts.rules_off {
@@ -208,6 +211,11 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         let figures = run_gate(opts, &e, &format!("{stamp}-rules-off"), &broker_cpu)?;
         let what = format!("gate with its {switched} rules off");
         log(&gate_line(&what, opts.events, &figures));
+        log(&threads_line(
+            "rules off",
+            &figures.threads,
+            figures.seconds,
+        ));
         Some(figures)
     } else {
         None
@@ -248,6 +256,18 @@ fn run_line(
         "{what}: {rps:.0} records/s over {seconds:.2} s; CPU µs per record: {:.1} process{broker}",
         us(cpu_seconds)
     )
+}
+
+/// The busiest threads of a run and the cores each kept busy: one near 1.0
+/// means that thread alone limits the run; all low with a full machine
+/// means the cores are the limit.
+fn threads_line(what: &str, threads: &[(String, f64)], seconds: f64) -> String {
+    let busiest: Vec<String> = threads
+        .iter()
+        .take(6)
+        .map(|(name, cpu)| format!("{name} {:.2}", cpu / seconds.max(1e-6)))
+        .collect();
+    format!("{what} threads, cores used: {}", busiest.join(", "))
 }
 
 fn gate_line(what: &str, records: u64, g: &GateFigures) -> String {
@@ -399,6 +419,10 @@ fn run_gate(
     let mut ready_at = None;
     let mut first: Option<(Instant, u64, f64, f64)> = None;
     let mut prev = (Instant::now(), now_ms(), 0.0, 0.0);
+    // Per-thread CPU at `prev`, read until consumption begins (not inside
+    // the timed window, where reading every thread would cost the run).
+    let mut prev_threads = ThreadCpu::default();
+    let mut first_threads = None;
     let last_page;
     loop {
         std::thread::sleep(Duration::from_millis(25));
@@ -432,6 +456,7 @@ fn run_gate(
             // Consumption began between the previous scrape and this one.
             let mid = prev.0 + (now.0 - prev.0) / 2;
             first = Some((mid, (prev.1 + now.1) / 2, prev.2, prev.3));
+            first_threads = Some(std::mem::take(&mut prev_threads));
         }
         let produced: f64 = outputs
             .iter()
@@ -439,12 +464,16 @@ fn run_gate(
             .sum();
         if produced >= n {
             let rss = procstat::peak_rss_mb(pid).unwrap_or(0.0);
-            last_page = (page, now, rss);
+            last_page = (page, now, rss, ThreadCpu::of(pid));
             break;
+        }
+        if first.is_none() {
+            prev_threads = ThreadCpu::of(pid);
         }
         prev = now;
     }
-    let (page, end, rss_mb) = last_page;
+    let (page, end, rss_mb, threads_end) = last_page;
+    let threads = threads_end.since(&first_threads.unwrap_or(prev_threads));
     let (t0, t0_ms, cpu0, wait0) = first.unwrap_or(prev);
     let status = terminate(&mut child, Duration::from_secs(30));
     let seconds = end.0.duration_since(t0).as_secs_f64().max(1e-6);
@@ -470,6 +499,7 @@ fn run_gate(
         rss_mb,
         cpu_seconds: end.2 - cpu0,
         run_queue_wait_seconds: end.3 - wait0,
+        threads,
         broker_cpu_seconds: broker_cpu.between(t0_ms, end.1),
         ready_after_seconds: ready_at.unwrap_or(0.0),
         consent_recipients: page.sum(names::CONSENT_RECIPIENTS),
@@ -486,6 +516,22 @@ fn run_gate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threads_line_names_the_busiest_threads_with_their_cores() {
+        let threads: Vec<(String, f64)> = [
+            ("smsgate-decide0", 9.0),
+            ("rdk:broker1", 2.5),
+            ("producer", 1.0),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), *c))
+        .collect();
+        assert_eq!(
+            threads_line("gate", &threads, 10.0),
+            "gate threads, cores used: smsgate-decide0 0.90, rdk:broker1 0.25, producer 0.10"
+        );
+    }
 
     #[test]
     fn a_run_line_splits_the_cpu_when_the_broker_was_sampled() {

@@ -19,7 +19,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::procstat;
+use super::procstat::{self, ThreadCpu};
 use crate::config::Settings;
 use crate::pipeline::kafka;
 
@@ -38,6 +38,9 @@ pub struct PassReport {
     pub cpu_seconds: f64,
     /// Seconds its threads waited for a CPU in that window (other load).
     pub run_queue_wait_seconds: f64,
+    /// CPU seconds in that window by thread name, busiest first.
+    #[serde(default)]
+    pub threads: Vec<(String, f64)>,
     pub rss_mb: f64,
     pub failed_deliveries: u64,
 }
@@ -134,7 +137,7 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
     let max_in_flight = settings.pipeline.max_in_flight as u64;
     let commit_every = Duration::from_millis(settings.pipeline.commit_interval_ms);
     let started = Instant::now();
-    let mut first: Option<(Instant, f64, f64)> = None;
+    let mut first: Option<(Instant, f64, f64, ThreadCpu)> = None;
     let mut polled = 0u64;
     let mut last_commit = Instant::now();
     while shared.acked.load(Ordering::Relaxed) < expected {
@@ -159,7 +162,12 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         };
         let polled_at = Instant::now();
         if first.is_none() {
-            first = Some((polled_at, procstat::self_cpu_seconds(), self_wait()));
+            first = Some((
+                polled_at,
+                procstat::self_cpu_seconds(),
+                self_wait(),
+                ThreadCpu::of(std::process::id()),
+            ));
         }
         polled += 1;
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -186,8 +194,10 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
     }
     let cpu_end = procstat::self_cpu_seconds();
     let wait_end = self_wait();
+    let threads_end = ThreadCpu::of(std::process::id());
     commit(&consumer, input, &shared, CommitMode::Sync);
-    let (t0, cpu0, wait0) = first.unwrap_or((started, 0.0, 0.0));
+    let (t0, cpu0, wait0, threads0) =
+        first.unwrap_or_else(|| (started, 0.0, 0.0, ThreadCpu::default()));
     let t1 = shared
         .last_ack
         .lock()
@@ -218,6 +228,7 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         p99_ms: pct(0.99),
         cpu_seconds: cpu_end - cpu0,
         run_queue_wait_seconds: wait_end - wait0,
+        threads: threads_end.since(&threads0),
         rss_mb: procstat::self_peak_rss_mb(),
         failed_deliveries: shared.failed.load(Ordering::Relaxed),
     })

@@ -1,7 +1,10 @@
-//! CPU time and peak memory of a process, from Linux `/proc`.
+//! CPU time and peak memory of a process, and CPU time of each of its
+//! threads, from Linux `/proc`.
 //!
 //! `/proc/PID/stat` fields 14 and 15 (utime, stime) are in clock ticks; the
 //! kernel's USER_HZ is 100 on every mainstream Linux configuration.
+
+use std::collections::{BTreeMap, HashMap};
 
 /// Clock ticks per second of `/proc/PID/stat` (USER_HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -68,6 +71,56 @@ pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
     Some(ns as f64 / 1e9)
 }
 
+/// CPU seconds of each thread of a process at one moment: which thread is
+/// busy tells a serial bottleneck (one thread near a whole core) from a
+/// machine that is simply full.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadCpu {
+    /// By thread id, because names repeat (a pool's threads share one).
+    by_tid: HashMap<u64, (String, f64)>,
+}
+
+impl ThreadCpu {
+    /// The threads of `pid` alive now; empty once it has exited.
+    pub fn of(pid: u32) -> ThreadCpu {
+        let mut by_tid = HashMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return ThreadCpu { by_tid };
+        };
+        for t in tasks.flatten() {
+            let tid = t.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok();
+            if let (Some(tid), Some(stat)) = (tid, stat)
+                && let (Some(name), Some(cpu)) = (name_from(&stat), cpu_from(&stat))
+            {
+                by_tid.insert(tid, (name.to_string(), cpu));
+            }
+        }
+        ThreadCpu { by_tid }
+    }
+
+    /// CPU seconds used since `earlier` by thread name (threads sharing a
+    /// name summed; a thread started since counts from zero), busiest first.
+    pub fn since(&self, earlier: &ThreadCpu) -> Vec<(String, f64)> {
+        let mut by_name: BTreeMap<&str, f64> = BTreeMap::new();
+        for (tid, (name, cpu)) in &self.by_tid {
+            let before = earlier.by_tid.get(tid).map_or(0.0, |(_, c)| *c);
+            *by_name.entry(name).or_default() += (cpu - before).max(0.0);
+        }
+        let mut v: Vec<(String, f64)> = by_name
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+
+/// The thread or command name: field 2 of `stat`, inside the outer parentheses.
+fn name_from(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
 pub fn self_peak_rss_mb() -> f64 {
     peak_rss_mb(std::process::id()).unwrap_or(0.0)
 }
@@ -80,6 +133,51 @@ mod tests {
     fn reads_utime_and_stime_after_a_command_name_with_spaces() {
         let stat = "42 (a b) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
         assert_eq!(cpu_from(stat), Some(3.0));
+    }
+
+    #[test]
+    fn a_thread_name_is_read_between_the_outer_parentheses() {
+        assert_eq!(name_from("7 (rdk:broker1) S 1"), Some("rdk:broker1"));
+        assert_eq!(name_from("7 (a (b)) S 1"), Some("a (b)"));
+        assert_eq!(name_from("7 broken"), None);
+    }
+
+    #[test]
+    fn thread_cpu_is_summed_by_name_busiest_first() {
+        let at = |v: &[(u64, &str, f64)]| ThreadCpu {
+            by_tid: v
+                .iter()
+                .map(|(t, n, c)| (*t, (n.to_string(), *c)))
+                .collect(),
+        };
+        let earlier = at(&[(1, "decide", 1.0), (2, "pool", 0.5), (3, "pool", 0.5)]);
+        // Thread 4 started since: it counts from zero.
+        let later = at(&[
+            (1, "decide", 3.0),
+            (2, "pool", 1.0),
+            (3, "pool", 1.0),
+            (4, "late", 0.25),
+        ]);
+        assert_eq!(
+            later.since(&earlier),
+            vec![
+                ("decide".to_string(), 2.0),
+                ("pool".to_string(), 1.0),
+                ("late".to_string(), 0.25)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_threads_of_this_process_are_read_with_their_names() {
+        let now = ThreadCpu::of(std::process::id());
+        assert!(!now.by_tid.is_empty());
+        assert!(
+            now.by_tid
+                .values()
+                .all(|(name, cpu)| !name.is_empty() && *cpu >= 0.0)
+        );
+        assert!(ThreadCpu::of(u32::MAX).by_tid.is_empty());
     }
 
     #[test]

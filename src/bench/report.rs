@@ -34,6 +34,8 @@ pub struct GateFigures {
     pub cpu_seconds: f64,
     /// Time the gate's threads waited for a CPU inside the window (other load).
     pub run_queue_wait_seconds: f64,
+    /// Gate CPU seconds inside the window by thread name, busiest first.
+    pub threads: Vec<(String, f64)>,
     pub broker_cpu_seconds: Option<f64>,
     /// From process start to `/readyz` (consent caught up).
     pub ready_after_seconds: f64,
@@ -101,18 +103,34 @@ fn counts<N: serde::Serialize>(v: &[(String, N)]) -> serde_json::Map<String, Val
 }
 
 /// The figures every run has, pass-through and gate alike.
-struct Timing {
+struct Timing<'a> {
     rps: f64,
     seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
     cpu_seconds: f64,
     run_queue_wait_seconds: f64,
+    threads: &'a [(String, f64)],
     rss_mb: f64,
     broker_cpu_seconds: Option<f64>,
 }
 
-impl Timing {
+/// Per thread name, busiest first: its CPU seconds and the cores it kept
+/// busy over the run (near 1.0: that thread alone limits the run).
+fn threads_json(threads: &[(String, f64)], seconds: f64) -> Value {
+    threads
+        .iter()
+        .map(|(name, cpu)| {
+            json!({
+                "name": name,
+                "cpu_seconds": cpu,
+                "cores_used": share(Some(*cpu), seconds),
+            })
+        })
+        .collect()
+}
+
+impl Timing<'_> {
     fn json(&self, events: u64, extra: Value) -> Value {
         let mut m = json!({
             "rps": self.rps,
@@ -123,6 +141,7 @@ impl Timing {
             "cpu_us_per_record": per_record_us(Some(self.cpu_seconds), events),
             "cores_used": share(Some(self.cpu_seconds), self.seconds),
             "run_queue_wait_seconds": self.run_queue_wait_seconds,
+            "threads": threads_json(self.threads, self.seconds),
             "rss_mb": self.rss_mb,
             "broker_cpu_seconds": self.broker_cpu_seconds,
             "broker_cpu_us_per_record": per_record_us(self.broker_cpu_seconds, events),
@@ -143,6 +162,7 @@ fn pass_json(p: &PassReport, broker_cpu_seconds: Option<f64>, events: u64) -> Va
         p99_ms: p.p99_ms,
         cpu_seconds: p.cpu_seconds,
         run_queue_wait_seconds: p.run_queue_wait_seconds,
+        threads: &p.threads,
         rss_mb: p.rss_mb,
         broker_cpu_seconds,
     };
@@ -157,6 +177,7 @@ fn gate_json(g: &GateFigures, events: u64) -> Value {
         p99_ms: g.p99_ms,
         cpu_seconds: g.cpu_seconds,
         run_queue_wait_seconds: g.run_queue_wait_seconds,
+        threads: &g.threads,
         rss_mb: g.rss_mb,
         broker_cpu_seconds: g.broker_cpu_seconds,
     };
@@ -263,6 +284,7 @@ mod tests {
             rss_mb: 260.0,
             cpu_seconds,
             run_queue_wait_seconds: 1.0,
+            threads: vec![("smsgate-decide0".into(), 8.5), ("producer".into(), 1.0)],
             broker_cpu_seconds: Some(1.5),
             ready_after_seconds: 2.5,
             consent_recipients: 920_004.0,
@@ -297,6 +319,7 @@ mod tests {
             p99_ms: 20.0,
             cpu_seconds: 2.5,
             run_queue_wait_seconds: 0.5,
+            threads: Vec::new(),
             rss_mb: 90.0,
             failed_deliveries: 0,
         };
@@ -326,6 +349,11 @@ mod tests {
         assert_eq!(j["gate"]["cpu_us_per_record"], 11.0);
         assert_eq!(j["gate"]["broker_cpu_us_per_record"], 1.5);
         assert_eq!(j["gate"]["decisions"]["approve"], 1e6);
+        // 100k records/s: a 10 s window, so 8.5 CPU s is 0.85 of a core.
+        assert_eq!(j["gate"]["threads"][0]["name"], "smsgate-decide0");
+        assert_eq!(j["gate"]["threads"][0]["cpu_seconds"], 8.5);
+        assert_eq!(j["gate"]["threads"][0]["cores_used"], 0.85);
+        assert_eq!(j["passthrough"]["threads"], json!([]));
         assert_eq!(j["passthrough"]["cpu_us_per_record"], 2.5);
         assert_eq!(j["passthrough"]["broker_cpu_us_per_record"], 0.8);
         assert_eq!(j["passthrough"]["failed_deliveries"], 0);

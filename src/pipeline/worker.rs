@@ -191,7 +191,7 @@ impl Workers {
             let (tx, rx) = mpsc::sync_channel::<Vec<Job>>(QUEUE_BATCHES);
             let h = handler.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("smsgate-decide-{i}"))
+                .name(format!("smsgate-decide{i}"))
                 .spawn(move || {
                     // Ends when the sender is dropped and the queue is empty.
                     for batch in rx {
