@@ -91,23 +91,18 @@ fn reads_body(kind: &Kind) -> bool {
     )
 }
 
-fn quiet_detail(zones: &[Tz], week: &Week, now: DateTime<Utc>) -> String {
-    use chrono::Datelike;
-    for z in zones {
-        if !week.allows(*z, now) {
-            let local = now.with_timezone(z);
-            let w = week.0[local.weekday().num_days_from_monday() as usize];
-            return format!(
-                "local time {:02}:{:02} in {} is outside the allowed {}–{}",
-                local.hour(),
-                local.minute(),
-                z.name(),
-                Hhmm(w.start),
-                Hhmm(w.end)
-            );
-        }
-    }
-    String::new()
+/// The reason's detail for the first zone in which `now` is outside the
+/// window; `None` when every zone allows it.
+fn quiet_detail(zones: &[Tz], week: &Week, now: DateTime<Utc>) -> Option<String> {
+    let (local, w) = zones.iter().find_map(|z| week.outside(*z, now))?;
+    Some(format!(
+        "local time {:02}:{:02} in {} is outside the allowed {}–{}",
+        local.hour(),
+        local.minute(),
+        local.timezone().name(),
+        Hhmm(w.start),
+        Hhmm(w.end)
+    ))
 }
 
 /// Evaluates every enabled rule of `pack` except duplicates (done by the
@@ -210,14 +205,10 @@ fn run_with(
             }
             Kind::QuietHours(q) => {
                 if let Some((zones, week)) = quiet_scope(q, event)
-                    && !zones.iter().all(|z| week.allows(*z, now))
+                    && let Some(detail) = quiet_detail(zones, &week, now)
                 {
                     quiet_failed = true;
-                    reasons.push(reason(
-                        rule,
-                        ReasonCode::QuietHours,
-                        quiet_detail(zones, &week, now),
-                    ));
+                    reasons.push(reason(rule, ReasonCode::QuietHours, detail));
                 }
             }
             Kind::FrequencyCap { max, window } => {
@@ -462,5 +453,27 @@ fn link_reasons(
             ReasonCode::UrlShortener,
             format!("link host \"{host}\" is a shortener, IP literal or punycode host"),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono_tz::{America, Asia};
+
+    use super::*;
+    use crate::policy::quiet_hours::Window;
+
+    #[test]
+    fn the_quiet_detail_names_the_first_zone_outside_its_window() {
+        let w = Week::every_day(Window::parse("08:00-21:00").unwrap());
+        // 02:30 UTC: 10:30 in Shanghai (allowed), 21:30 in New York (not).
+        let now = DateTime::parse_from_rfc3339("2026-11-25T02:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            quiet_detail(&[Asia::Shanghai, America::New_York], &w, now).as_deref(),
+            Some("local time 21:30 in America/New_York is outside the allowed 08:00–21:00")
+        );
+        assert_eq!(quiet_detail(&[Asia::Shanghai], &w, now), None);
     }
 }

@@ -110,18 +110,26 @@ impl Week {
 
     /// Is the instant allowed in `zone`?
     pub fn allows(&self, zone: Tz, t: DateTime<Utc>) -> bool {
+        self.outside(zone, t).is_none()
+    }
+
+    /// `None` when the instant is allowed in `zone`; else its local time and
+    /// that day's window, so callers convert the instant to local time once
+    /// (each conversion is a search of the zone's transitions).
+    pub fn outside(&self, zone: Tz, t: DateTime<Utc>) -> Option<(DateTime<Tz>, Window)> {
         let local = t.with_timezone(&zone);
         let minute = (local.hour() * 60 + local.minute()) as u16;
-        self.day(local.weekday()).contains(minute)
+        let window = self.day(local.weekday());
+        (!window.contains(minute)).then_some((local, window))
     }
 
     /// The earliest instant at or after `t` allowed in `zone`, looking up to
     /// eight days ahead.
     pub fn next_allowed(&self, zone: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if self.allows(zone, t) {
+        let Some((local, _)) = self.outside(zone, t) else {
             return Some(t);
-        }
-        let today = t.with_timezone(&zone).date_naive();
+        };
+        let today = local.date_naive();
         for offset in 0..=8 {
             let date = today + Duration::days(offset);
             let w = self.day(date.weekday());
@@ -220,6 +228,28 @@ mod tests {
             release_at(&[(sh, w)], utc("2026-11-28T21:00:00+08:00")),
             Some(utc("2026-11-29T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn outside_gives_the_local_time_and_that_days_window() {
+        // Weekdays 08:00–21:00, Saturday 10:00–18:00, Sunday nothing.
+        let weekday = Window::parse("08:00-21:00").unwrap();
+        let saturday = Window::parse("10:00-18:00").unwrap();
+        let mut days = [weekday; 7];
+        days[5] = saturday;
+        days[6] = Window { start: 0, end: 0 };
+        let w = Week(days);
+        let sh = Asia::Shanghai;
+        // Saturday 2026-11-28 09:30 in Shanghai: before Saturday's window.
+        let (local, window) = w.outside(sh, utc("2026-11-28T01:30:00Z")).unwrap();
+        assert_eq!((local.hour(), local.minute()), (9, 30));
+        assert_eq!(local.weekday(), chrono::Weekday::Sat);
+        assert_eq!(window, saturday);
+        // Inside it: allowed.
+        assert!(w.outside(sh, utc("2026-11-28T02:00:00Z")).is_none());
+        // Sunday: nothing is allowed, and the window says so.
+        let (_, sunday) = w.outside(sh, utc("2026-11-29T04:00:00Z")).unwrap();
+        assert!(sunday.is_empty());
     }
 
     #[test]
