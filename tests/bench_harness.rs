@@ -180,7 +180,11 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
 #[test]
 fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_api() {
     let broker = Broker::shared();
-    let Run { line, results, .. } = bench(
+    let Run {
+        line,
+        stderr,
+        results,
+    } = bench(
         "existing",
         &[
             "--events",
@@ -188,6 +192,8 @@ fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_
             "--partitions",
             "3",
             "--no-passthrough",
+            "--rounds",
+            "2",
             "--brokers",
             &broker.bootstrap(),
         ],
@@ -203,6 +209,31 @@ fn with_brokers_it_uses_an_existing_broker_and_creates_topics_through_the_admin_
     assert!(results["passthrough"].is_null());
     assert!(results["rules_off"].is_null());
     assert_eq!(sum(&results["gate"]["decisions"]), 2000.0);
+
+    // Two rounds over the same input, each gate under its own group: each
+    // decided every event once; the line gives the median of the two.
+    assert!(stderr.contains("round 2 of 2"), "{stderr}");
+    let rounds = results["rounds"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rounds.len(), 2, "{results}");
+    let rps: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r["gate"]["rps"].as_f64())
+        .collect();
+    for r in &rounds {
+        assert_eq!(sum(&r["gate"]["decisions"]), 2000.0, "{r}");
+    }
+    assert_eq!(rps.len(), 2);
+    // (Compared with a tolerance: JSON numbers are read back to within an ulp.)
+    let median = (rps[0] + rps[1]) / 2.0;
+    let reported = results["medians"]["gate_rps"].as_f64().unwrap_or(0.0);
+    assert!(
+        (reported - median).abs() <= median * 1e-9,
+        "{reported} vs {median}"
+    );
+    let printed: f64 = fields[0].1.parse().unwrap_or(0.0);
+    assert!((printed - median).abs() <= 1.0, "{line} vs {median}");
+    let shown = results["median_round"].as_u64().unwrap_or(0);
+    assert!(shown == 1 || shown == 2, "{results}");
 }
 
 /// Runs `command` from the repository root; returns its trimmed stdout,

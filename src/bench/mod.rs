@@ -35,7 +35,7 @@ use crate::metrics::names;
 use broker::Tansu;
 use procstat::ThreadCpu;
 use produce::Loader;
-use report::{GateFigures, Preload, Results, Runs};
+use report::{GateFigures, Preload, Results, Round};
 use sampler::Sampler;
 use workload::Workload;
 
@@ -68,6 +68,9 @@ pub struct BenchOptions {
     pub skip_passthrough: bool,
     /// Also run the gate with every rule switched off (after the full run).
     pub rules_off: bool,
+    /// Rounds of those runs, in turn over the same input; the summary line
+    /// gives each figure's median (a shared host moves single runs a lot).
+    pub rounds: u32,
     /// Upper bound for each run.
     pub timeout: Duration,
 }
@@ -165,16 +168,82 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     let mut env = env;
     env.push(("SMSGATE__KAFKA__BROKERS".into(), brokers.clone()));
 
-    // 3. The pass-through.
+    // 3–5. The pass-through, the gate and (with --rules-off) the gate with
+    // every rule off, `rounds` times in turn over the same input.
+    let rules_off = if opts.rules_off {
+        let packs = opts.out.join(format!("{stamp}-rules-off-packs"));
+        let configured = rules_off::configured_packs()?;
+        let switched = rules_off::write_packs(configured.as_deref(), &packs)?;
+        Some((packs, switched))
+    } else {
+        None
+    };
+    let mut rounds = Vec::new();
+    for k in 1..=opts.rounds.max(1) {
+        if opts.rounds > 1 {
+            log(&format!("round {k} of {}", opts.rounds));
+        }
+        let names = RoundNames {
+            prefix: &prefix,
+            stamp: &stamp,
+            suffix: if k > 1 {
+                format!("-{k}")
+            } else {
+                String::new()
+            },
+        };
+        rounds.push(round(opts, &env, &names, &broker_cpu, rules_off.as_ref())?);
+    }
+    drop(tansu);
+
+    let results = Results::new(opts, &brokers, started, preload, rounds);
+    let path = opts.out.join(format!("{stamp}.json"));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&results.to_json()).unwrap_or_default(),
+    )?;
+    log(&format!("results written to {}", path.display()));
+    Ok(results)
+}
+
+/// What one round's consumer groups and log files are called: round 1 as
+/// without `--rounds`, round k > 1 with the suffix `-k`.
+struct RoundNames<'a> {
+    prefix: &'a str,
+    stamp: &'a str,
+    suffix: String,
+}
+
+impl RoundNames<'_> {
+    /// The run environment with its own consumer group, so each run reads
+    /// the input from the start (and the gate restores no changelog).
+    fn env(&self, env: &[(String, String)], group: &str) -> Vec<(String, String)> {
+        let mut e = env.to_vec();
+        e.push((
+            "SMSGATE__KAFKA__GROUP_ID".into(),
+            format!("{}.{group}{}", self.prefix, self.suffix),
+        ));
+        e
+    }
+
+    fn log(&self, what: &str) -> String {
+        format!("{}-{what}{}", self.stamp, self.suffix)
+    }
+}
+
+/// One round: the pass-through, the gate, and with `rules_off` (the packs'
+/// directory and how many rules it switched off) the gate's own plumbing.
+fn round(
+    opts: &BenchOptions,
+    env: &[(String, String)],
+    names: &RoundNames<'_>,
+    broker_cpu: &Sampler,
+    rules_off: Option<&(PathBuf, usize)>,
+) -> Result<Round, BenchError> {
     let pass = if opts.skip_passthrough {
         None
     } else {
-        let mut e = env.clone();
-        e.push((
-            "SMSGATE__KAFKA__GROUP_ID".into(),
-            format!("{prefix}.passthrough"),
-        ));
-        Some(run_passthrough(opts, &e)?)
+        Some(run_passthrough(opts, &names.env(env, "passthrough"))?)
     };
     let pass_broker_cpu = pass
         .as_ref()
@@ -190,52 +259,37 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         log(&threads_line("pass-through", &p.threads, p.seconds));
     }
 
-    // 4. The gate.
-    let mut e = env.clone();
-    e.push(("SMSGATE__KAFKA__GROUP_ID".into(), format!("{prefix}.gate")));
-    let gate = run_gate(opts, &e, &format!("{stamp}-gate"), &broker_cpu)?;
+    let gate = run_gate(
+        opts,
+        &names.env(env, "gate"),
+        &names.log("gate"),
+        broker_cpu,
+    )?;
     log(&gate_line("gate", opts.events, &gate));
     log(&threads_line("gate", &gate.threads, gate.seconds));
 
-    // 5. The gate again, every rule switched off: its own plumbing.
-    let rules_off = if opts.rules_off {
-        let packs = opts.out.join(format!("{stamp}-rules-off-packs"));
-        let configured = rules_off::configured_packs()?;
-        let switched = rules_off::write_packs(configured.as_deref(), &packs)?;
-        let mut e = env.clone();
-        e.push((
-            "SMSGATE__KAFKA__GROUP_ID".into(),
-            format!("{prefix}.gate-rules-off"),
-        ));
-        e.push(("SMSGATE__POLICY__PACKS".into(), packs.display().to_string()));
-        let figures = run_gate(opts, &e, &format!("{stamp}-rules-off"), &broker_cpu)?;
-        let what = format!("gate with its {switched} rules off");
-        log(&gate_line(&what, opts.events, &figures));
-        log(&threads_line(
-            "rules off",
-            &figures.threads,
-            figures.seconds,
-        ));
-        Some(figures)
-    } else {
-        None
+    let rules_off = match rules_off {
+        Some((packs, switched)) => {
+            let mut e = names.env(env, "gate-rules-off");
+            e.push(("SMSGATE__POLICY__PACKS".into(), packs.display().to_string()));
+            let figures = run_gate(opts, &e, &names.log("rules-off"), broker_cpu)?;
+            let what = format!("gate with its {switched} rules off");
+            log(&gate_line(&what, opts.events, &figures));
+            log(&threads_line(
+                "rules off",
+                &figures.threads,
+                figures.seconds,
+            ));
+            Some(figures)
+        }
+        None => None,
     };
-    drop(tansu);
-
-    let runs = Runs {
+    Ok(Round {
         pass,
         pass_broker_cpu,
         gate,
         rules_off,
-    };
-    let results = Results::new(opts, &brokers, started, preload, runs);
-    let path = opts.out.join(format!("{stamp}.json"));
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&results.to_json()).unwrap_or_default(),
-    )?;
-    log(&format!("results written to {}", path.display()));
-    Ok(results)
+    })
 }
 
 /// One run's progress line, ending with its CPU split ("CPU µs per record:

@@ -77,9 +77,9 @@ fn share(cpu: Option<f64>, secs: f64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// What each run measured.
+/// What one round measured: the runs over the same input, in turn.
 #[derive(Debug, Clone)]
-pub struct Runs {
+pub struct Round {
     /// `None` with `--no-passthrough`.
     pub pass: Option<PassReport>,
     /// The broker's CPU seconds during the pass-through.
@@ -87,6 +87,67 @@ pub struct Runs {
     pub gate: GateFigures,
     /// The gate with every rule switched off (`--rules-off`).
     pub rules_off: Option<GateFigures>,
+}
+
+impl Round {
+    fn json(&self, events: u64) -> Value {
+        json!({
+            "passthrough": self.pass.as_ref().map(|p| pass_json(p, self.pass_broker_cpu, events)),
+            "gate": gate_json(&self.gate, events),
+            "rules_off": self.rules_off.as_ref().map(|r| gate_json(r, events)),
+            "ratio": self.pass.as_ref().map(|p| self.gate.rps / p.rps),
+            "rules_cost": self.rules_off.as_ref().map(|r| 1.0 - self.gate.rps / r.rps),
+        })
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Each headline figure over the rounds: the median, and for memory the
+/// largest (a peak is a peak).
+#[derive(Debug, Clone, Copy)]
+struct Medians {
+    gate_rps: f64,
+    passthrough_rps: Option<f64>,
+    rules_off_rps: Option<f64>,
+    p99_ms: f64,
+    rss_mb: f64,
+}
+
+impl Medians {
+    fn of(rounds: &[Round]) -> Medians {
+        let gates = || rounds.iter().map(|r| &r.gate);
+        Medians {
+            gate_rps: median(gates().map(|g| g.rps)).unwrap_or(0.0),
+            passthrough_rps: median(rounds.iter().filter_map(|r| r.pass.as_ref()).map(|p| p.rps)),
+            rules_off_rps: median(
+                rounds
+                    .iter()
+                    .filter_map(|r| r.rules_off.as_ref())
+                    .map(|g| g.rps),
+            ),
+            p99_ms: median(gates().map(|g| g.p99_ms)).unwrap_or(0.0),
+            rss_mb: gates().map(|g| g.rss_mb).fold(0.0, f64::max),
+        }
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.passthrough_rps.map(|p| self.gate_rps / p)
+    }
+
+    fn rules_cost(&self) -> Option<f64> {
+        self.rules_off_rps.map(|r| 1.0 - self.gate_rps / r)
+    }
 }
 
 /// CPU microseconds per record, rounded to 0.1.
@@ -197,21 +258,23 @@ fn gate_json(g: &GateFigures, events: u64) -> Value {
 }
 
 impl Results {
+    /// `rounds` holds at least one round (`--rounds` is at least 1).
     pub fn new(
         opts: &BenchOptions,
         brokers: &str,
         started: DateTime<Utc>,
         preload: Preload,
-        runs: Runs,
+        rounds: Vec<Round>,
     ) -> Results {
-        let Runs {
-            pass,
-            pass_broker_cpu,
-            gate,
-            rules_off,
-        } = runs;
-        let ratio = pass.as_ref().map(|p| gate.rps / p.rps);
         let events = opts.events;
+        let m = Medians::of(&rounds);
+        // The round whose gate is the median one (the lower middle for an
+        // even count): its runs are shown whole at the top level.
+        let mut order: Vec<usize> = (0..rounds.len()).collect();
+        order.sort_by(|&a, &b| rounds[a].gate.rps.total_cmp(&rounds[b].gate.rps));
+        let middle = order.get(rounds.len().saturating_sub(1) / 2).copied();
+        let shown = middle.and_then(|i| rounds.get(i)).map(|r| r.json(events));
+        let field = |k: &str| shown.as_ref().map_or(Value::Null, |j| j[k].clone());
         let json = json!({
             "started_at": crate::decision::format_time(&started),
             "machine": {"cores": cores(), "load_average_at_start": load_average()},
@@ -227,25 +290,34 @@ impl Results {
                 "seconds": preload.seconds,
                 "kinds": counts(&preload.kinds),
             },
-            "passthrough": pass.as_ref().map(|p| pass_json(p, pass_broker_cpu, events)),
-            "gate": gate_json(&gate, events),
-            "rules_off": rules_off.as_ref().map(|r| gate_json(r, events)),
-            "ratio": ratio,
+            "median_round": middle.map(|i| i + 1),
+            "passthrough": field("passthrough"),
+            "gate": field("gate"),
+            "rules_off": field("rules_off"),
+            "ratio": m.ratio(),
             // The share of the plumbing's throughput the rules take.
-            "rules_cost": rules_off.as_ref().map(|r| 1.0 - gate.rps / r.rps),
+            "rules_cost": m.rules_cost(),
+            "medians": {
+                "gate_rps": m.gate_rps,
+                "passthrough_rps": m.passthrough_rps,
+                "rules_off_rps": m.rules_off_rps,
+                "p99_ms": m.p99_ms,
+                "rss_mb_max": m.rss_mb,
+            },
+            "rounds": rounds.iter().map(|r| r.json(events)).collect::<Vec<_>>(),
             "targets": {
-                "ratio_at_least_0_8": ratio.map(|r| r >= 0.8),
-                "gate_rps_at_least_100000": gate.rps >= 100_000.0,
-                "p99_ms_at_most_50": gate.p99_ms <= 50.0,
-                "rss_mb_at_most_300": gate.rss_mb <= 300.0,
+                "ratio_at_least_0_8": m.ratio().map(|r| r >= 0.8),
+                "gate_rps_at_least_100000": m.gate_rps >= 100_000.0,
+                "p99_ms_at_most_50": m.p99_ms <= 50.0,
+                "rss_mb_at_most_300": m.rss_mb <= 300.0,
             },
         });
         Results {
             json,
-            gate_rps: gate.rps,
-            passthrough_rps: pass.map(|p| p.rps),
-            p99_ms: gate.p99_ms,
-            rss_mb: gate.rss_mb,
+            gate_rps: m.gate_rps,
+            passthrough_rps: m.passthrough_rps,
+            p99_ms: m.p99_ms,
+            rss_mb: m.rss_mb,
         }
     }
 
@@ -296,8 +368,8 @@ mod tests {
         }
     }
 
-    fn results(rules_off: Option<GateFigures>) -> Results {
-        let opts = BenchOptions {
+    fn opts(rounds: u32) -> BenchOptions {
+        BenchOptions {
             events: 1_000_000,
             partitions: 4,
             brokers: None,
@@ -306,15 +378,19 @@ mod tests {
             out: PathBuf::from("out"),
             seed: 1,
             skip_passthrough: false,
-            rules_off: rules_off.is_some(),
+            rules_off: true,
+            rounds,
             timeout: Duration::from_secs(1),
-        };
-        let pass = PassReport {
+        }
+    }
+
+    fn pass(rps: f64) -> PassReport {
+        PassReport {
             records: 1_000_000,
             first_poll_unix_ms: 0,
             last_ack_unix_ms: 2_000,
-            seconds: 2.0,
-            rps: 500_000.0,
+            seconds: 1e6 / rps,
+            rps,
             p50_ms: 5.0,
             p99_ms: 20.0,
             cpu_seconds: 2.5,
@@ -322,20 +398,30 @@ mod tests {
             threads: Vec::new(),
             rss_mb: 90.0,
             failed_deliveries: 0,
-        };
-        let preload = Preload {
+        }
+    }
+
+    fn preload() -> Preload {
+        Preload {
             consent_records: 1_050_000,
             events: 1_000_000,
             seconds: 8.0,
             kinds: vec![("clean".into(), 1_000_000)],
-        };
-        let runs = Runs {
-            pass: Some(pass),
+        }
+    }
+
+    fn round(pass_rps: f64, gate: GateFigures, rules_off: Option<GateFigures>) -> Round {
+        Round {
+            pass: Some(pass(pass_rps)),
             pass_broker_cpu: Some(0.8),
-            gate: gate(100_000.0, 11.0),
+            gate,
             rules_off,
-        };
-        Results::new(&opts, "127.0.0.1:9092", Utc::now(), preload, runs)
+        }
+    }
+
+    fn results(rules_off: Option<GateFigures>) -> Results {
+        let rounds = vec![round(500_000.0, gate(100_000.0, 11.0), rules_off)];
+        Results::new(&opts(1), "127.0.0.1:9092", Utc::now(), preload(), rounds)
     }
 
     #[test]
@@ -362,6 +448,10 @@ mod tests {
         assert!((cost - 0.2).abs() < 1e-9, "{cost}");
         assert_eq!(j["targets"]["ratio_at_least_0_8"], false);
         assert_eq!(j["targets"]["gate_rps_at_least_100000"], true);
+        // One round: it is the median round, and the only one listed.
+        assert_eq!(j["median_round"], 1);
+        assert_eq!(j["rounds"].as_array().map(Vec::len), Some(1));
+        assert_eq!(j["rounds"][0]["gate"], j["gate"]);
     }
 
     #[test]
@@ -369,5 +459,43 @@ mod tests {
         let r = results(None);
         assert!(r.to_json()["rules_off"].is_null());
         assert!(r.to_json()["rules_cost"].is_null());
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median([7.0]), Some(7.0));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn over_rounds_the_line_gives_each_figures_median_and_the_largest_rss() {
+        let mut slow = gate(60_000.0, 20.0);
+        slow.p99_ms = 42.0;
+        slow.rss_mb = 290.0;
+        let rounds = vec![
+            round(400_000.0, gate(80_000.0, 15.0), Some(gate(100_000.0, 11.0))),
+            round(300_000.0, slow, Some(gate(90_000.0, 12.0))),
+            round(500_000.0, gate(120_000.0, 10.0), Some(gate(150_000.0, 9.0))),
+        ];
+        let r = Results::new(&opts(3), "127.0.0.1:9092", Utc::now(), preload(), rounds);
+        // Gate 80k (median of 60k, 80k, 120k), pass-through 400k, ratio of
+        // the two medians, p99 the median 24.8, RSS the largest, 290.
+        assert_eq!(
+            r.summary_line(),
+            "gate_rps=80000 passthrough_rps=400000 ratio=0.20 p99_ms=24.8 rss_mb=290"
+        );
+        let j = r.to_json();
+        assert_eq!(j["rounds"].as_array().map(Vec::len), Some(3));
+        // The round with the median gate is shown whole: round 1.
+        assert_eq!(j["median_round"], 1);
+        assert_eq!(j["gate"]["rps"], 80_000.0);
+        assert_eq!(j["passthrough"]["rps"], 400_000.0);
+        assert_eq!(j["medians"]["rules_off_rps"], 100_000.0);
+        let cost = j["rules_cost"].as_f64().unwrap_or(0.0);
+        assert!((cost - 0.2).abs() < 1e-9, "{cost}");
+        assert_eq!(j["rounds"][1]["gate"]["p99_ms"], 42.0);
+        assert_eq!(j["targets"]["p99_ms_at_most_50"], true);
     }
 }

@@ -54,6 +54,10 @@ struct BenchArgs {
     /// which separates what the rules cost from what the pipe costs.
     #[arg(long)]
     rules_off: bool,
+    /// Rounds of the runs (pass-through, gate, rules off), in turn over the
+    /// same input; the summary line gives each figure's median.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Upper bound for each run, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -155,6 +159,7 @@ fn run(a: BenchArgs) -> ExitCode {
         seed: a.seed,
         skip_passthrough: a.no_passthrough,
         rules_off: a.rules_off,
+        rounds: a.rounds,
         timeout: Duration::from_secs(a.timeout),
     };
     match bench::run(&opts) {
