@@ -35,7 +35,7 @@ use crate::metrics::names;
 use broker::Tansu;
 use procstat::ThreadCpu;
 use produce::Loader;
-use report::{GateFigures, Preload, Results, Round};
+use report::{GateFigures, Preload, Results, Round, gate_line, run_line, threads_line};
 use sampler::Sampler;
 use workload::Workload;
 
@@ -292,48 +292,6 @@ fn round(
     })
 }
 
-/// One run's progress line, ending with its CPU split ("CPU µs per record:
-/// 11.0 process + 1.5 broker") so a log shows at once which side is the
-/// bottleneck.
-fn run_line(
-    what: &str,
-    records: u64,
-    (rps, seconds): (f64, f64),
-    cpu_seconds: f64,
-    broker_cpu_seconds: Option<f64>,
-) -> String {
-    let us = |s: f64| s / records.max(1) as f64 * 1e6;
-    let broker = broker_cpu_seconds
-        .map(|b| format!(" + {:.1} broker", us(b)))
-        .unwrap_or_default();
-    format!(
-        "{what}: {rps:.0} records/s over {seconds:.2} s; CPU µs per record: {:.1} process{broker}",
-        us(cpu_seconds)
-    )
-}
-
-/// The busiest threads of a run and the cores each kept busy: one near 1.0
-/// means that thread alone limits the run; all low with a full machine
-/// means the cores are the limit.
-fn threads_line(what: &str, threads: &[(String, f64)], seconds: f64) -> String {
-    let busiest: Vec<String> = threads
-        .iter()
-        .take(6)
-        .map(|(name, cpu)| format!("{name} {:.2}", cpu / seconds.max(1e-6)))
-        .collect();
-    format!("{what} threads, cores used: {}", busiest.join(", "))
-}
-
-fn gate_line(what: &str, records: u64, g: &GateFigures) -> String {
-    run_line(
-        what,
-        records,
-        (g.rps, g.seconds),
-        g.cpu_seconds,
-        g.broker_cpu_seconds,
-    )
-}
-
 /// Consent for every recipient (one per event), a sealing record per
 /// consent partition, then the outbound events.
 fn preload(
@@ -565,37 +523,4 @@ fn run_gate(
             .unwrap_or_else(|| "unknown".into()),
         log: log_path.display().to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_threads_line_names_the_busiest_threads_with_their_cores() {
-        let threads: Vec<(String, f64)> = [
-            ("smsgate-decide0", 9.0),
-            ("rdk:broker1", 2.5),
-            ("producer", 1.0),
-        ]
-        .iter()
-        .map(|(n, c)| (n.to_string(), *c))
-        .collect();
-        assert_eq!(
-            threads_line("gate", &threads, 10.0),
-            "gate threads, cores used: smsgate-decide0 0.90, rdk:broker1 0.25, producer 0.10"
-        );
-    }
-
-    #[test]
-    fn a_run_line_splits_the_cpu_when_the_broker_was_sampled() {
-        assert_eq!(
-            run_line("gate", 1_000_000, (112_814.4, 8.864), 11.04, Some(1.5)),
-            "gate: 112814 records/s over 8.86 s; CPU µs per record: 11.0 process + 1.5 broker"
-        );
-        assert_eq!(
-            run_line("pass-through", 2_000, (40_000.0, 0.05), 0.05, None),
-            "pass-through: 40000 records/s over 0.05 s; CPU µs per record: 25.0 process"
-        );
-    }
 }

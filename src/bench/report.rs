@@ -1,5 +1,6 @@
-//! The benchmark's results: the JSON written per run and the one summary
-//! line (`gate_rps=… passthrough_rps=… ratio=… p99_ms=… rss_mb=…`).
+//! The benchmark's results: the JSON written per run, the one summary
+//! line (`gate_rps=… passthrough_rps=… ratio=… p99_ms=… rss_mb=…`) and
+//! each run's progress lines on stderr (CPU split, busiest threads).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -339,6 +340,48 @@ impl Results {
     }
 }
 
+/// One run's progress line, ending with its CPU split ("CPU µs per record:
+/// 11.0 process + 1.5 broker") so a log shows at once which side is the
+/// bottleneck.
+pub(super) fn run_line(
+    what: &str,
+    records: u64,
+    (rps, seconds): (f64, f64),
+    cpu_seconds: f64,
+    broker_cpu_seconds: Option<f64>,
+) -> String {
+    let us = |s: f64| s / records.max(1) as f64 * 1e6;
+    let broker = broker_cpu_seconds
+        .map(|b| format!(" + {:.1} broker", us(b)))
+        .unwrap_or_default();
+    format!(
+        "{what}: {rps:.0} records/s over {seconds:.2} s; CPU µs per record: {:.1} process{broker}",
+        us(cpu_seconds)
+    )
+}
+
+/// The busiest threads of a run and the cores each kept busy: one near 1.0
+/// means that thread alone limits the run; all low with a full machine
+/// means the cores are the limit.
+pub(super) fn threads_line(what: &str, threads: &[(String, f64)], seconds: f64) -> String {
+    let busiest: Vec<String> = threads
+        .iter()
+        .take(6)
+        .map(|(name, cpu)| format!("{name} {:.2}", cpu / seconds.max(1e-6)))
+        .collect();
+    format!("{what} threads, cores used: {}", busiest.join(", "))
+}
+
+pub(super) fn gate_line(what: &str, records: u64, g: &GateFigures) -> String {
+    run_line(
+        what,
+        records,
+        (g.rps, g.seconds),
+        g.cpu_seconds,
+        g.broker_cpu_seconds,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -497,5 +540,33 @@ mod tests {
         assert!((cost - 0.2).abs() < 1e-9, "{cost}");
         assert_eq!(j["rounds"][1]["gate"]["p99_ms"], 42.0);
         assert_eq!(j["targets"]["p99_ms_at_most_50"], true);
+    }
+
+    #[test]
+    fn a_threads_line_names_the_busiest_threads_with_their_cores() {
+        let threads: Vec<(String, f64)> = [
+            ("smsgate-decide0", 9.0),
+            ("rdk:broker1", 2.5),
+            ("producer", 1.0),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), *c))
+        .collect();
+        assert_eq!(
+            threads_line("gate", &threads, 10.0),
+            "gate threads, cores used: smsgate-decide0 0.90, rdk:broker1 0.25, producer 0.10"
+        );
+    }
+
+    #[test]
+    fn a_run_line_splits_the_cpu_when_the_broker_was_sampled() {
+        assert_eq!(
+            run_line("gate", 1_000_000, (112_814.4, 8.864), 11.04, Some(1.5)),
+            "gate: 112814 records/s over 8.86 s; CPU µs per record: 11.0 process + 1.5 broker"
+        );
+        assert_eq!(
+            run_line("pass-through", 2_000, (40_000.0, 0.05), 0.05, None),
+            "pass-through: 40000 records/s over 0.05 s; CPU µs per record: 25.0 process"
+        );
     }
 }
