@@ -9,8 +9,10 @@
 //! policy) over the same input as a child process, watching its `/metrics`
 //! ([`scrape`]) and `/proc` ([`procstat`]); with `--rules-off`, run the
 //! gate once more with every rule switched off ([`rules_off`]), which
-//! separates the rules' cost from the gate's own plumbing; then write the
-//! results as JSON and print one summary line ([`report`]). [`step`] is the
+//! separates the rules' cost from the gate's own plumbing (with
+//! `--rounds N`, these runs N times in turn over the same input); then
+//! write the results as JSON and print one summary line, each figure the
+//! median over the rounds ([`report`]). [`step`] is the
 //! decide worker's step alone, without Kafka (`smsgate-bench step`,
 //! `scripts/bench-instructions`, `cargo bench --bench gate_step`).
 
