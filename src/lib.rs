@@ -10,6 +10,7 @@
 //! - [`check`] is the offline `smsgate check` command.
 //! - [`config`] layers defaults, file and environment.
 //! - [`mask`] masks phone numbers for logs.
+//! - [`procfs`] reads CPU time and thread names from Linux `/proc`.
 //! - [`bench`] is the benchmark harness and the load generator.
 
 pub mod bench;
@@ -25,4 +26,5 @@ pub mod mask;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod procfs;
 pub mod state;

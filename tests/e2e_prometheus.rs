@@ -402,14 +402,25 @@ fn a_real_prometheus_scrapes_the_gate_and_sees_what_the_test_produced() {
         );
     }
 
-    // Every name the live gate exports is one src/metrics names.
+    // Every name the live gate exports is one src/metrics names. Series
+    // that start with an event (the first offset commit, on the commit
+    // thread every interval) may reach Prometheus a scrape or two after the
+    // decisions: give them up to 15 s.
     let exported = Exported::load();
-    let live: BTreeSet<String> = prometheus
-        .query(r#"group by (__name__) ({job="smsgate", __name__=~"smsgate_.*"})"#)
-        .unwrap()
-        .into_iter()
-        .filter_map(|(labels, _)| labels.get("__name__").cloned())
-        .collect();
+    let live_names = || -> BTreeSet<String> {
+        prometheus
+            .query(r#"group by (__name__) ({job="smsgate", __name__=~"smsgate_.*"})"#)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(labels, _)| labels.get("__name__").cloned())
+            .collect()
+    };
+    let mut live = live_names();
+    support::wait_until(Duration::from_secs(15), Duration::from_secs(1), || {
+        live = live_names();
+        let families: BTreeSet<String> = live.iter().map(|n| exported.family(n)).collect();
+        exported.names.iter().all(|n| families.contains(n))
+    });
     let live_families: BTreeSet<String> = live.iter().map(|n| exported.family(n)).collect();
     let undeclared: Vec<&String> = live.iter().filter(|n| !exported.exports(n)).collect();
     assert!(

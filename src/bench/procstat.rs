@@ -1,22 +1,9 @@
 //! CPU time and peak memory of a process, and CPU time of each of its
-//! threads, from Linux `/proc`.
-//!
-//! `/proc/PID/stat` fields 14 and 15 (utime, stime) are in clock ticks; the
-//! kernel's USER_HZ is 100 on every mainstream Linux configuration.
+//! threads, from Linux `/proc` (parsed by [`crate::procfs`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Clock ticks per second of `/proc/PID/stat` (USER_HZ).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-fn cpu_from(stat: &str) -> Option<f64> {
-    // The command name (field 2) may contain spaces: count from its ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / TICKS_PER_SECOND)
-}
+use crate::procfs::{self, cpu_from};
 
 /// User + system CPU seconds of `pid`, `None` once it has exited.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -83,20 +70,12 @@ pub struct ThreadCpu {
 impl ThreadCpu {
     /// The threads of `pid` alive now; empty once it has exited.
     pub fn of(pid: u32) -> ThreadCpu {
-        let mut by_tid = HashMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return ThreadCpu { by_tid };
-        };
-        for t in tasks.flatten() {
-            let tid = t.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok();
-            if let (Some(tid), Some(stat)) = (tid, stat)
-                && let (Some(name), Some(cpu)) = (name_from(&stat), cpu_from(&stat))
-            {
-                by_tid.insert(tid, (name.to_string(), cpu));
-            }
+        ThreadCpu {
+            by_tid: procfs::tasks(pid)
+                .into_iter()
+                .map(|t| (t.tid, (t.name, t.cpu_seconds)))
+                .collect(),
         }
-        ThreadCpu { by_tid }
     }
 
     /// CPU seconds used since `earlier` by thread name (threads sharing a
@@ -116,11 +95,6 @@ impl ThreadCpu {
     }
 }
 
-/// The thread or command name: field 2 of `stat`, inside the outer parentheses.
-fn name_from(stat: &str) -> Option<&str> {
-    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
-}
-
 pub fn self_peak_rss_mb() -> f64 {
     peak_rss_mb(std::process::id()).unwrap_or(0.0)
 }
@@ -128,19 +102,6 @@ pub fn self_peak_rss_mb() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_utime_and_stime_after_a_command_name_with_spaces() {
-        let stat = "42 (a b) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
-        assert_eq!(cpu_from(stat), Some(3.0));
-    }
-
-    #[test]
-    fn a_thread_name_is_read_between_the_outer_parentheses() {
-        assert_eq!(name_from("7 (rdk:broker1) S 1"), Some("rdk:broker1"));
-        assert_eq!(name_from("7 (a (b)) S 1"), Some("a (b)"));
-        assert_eq!(name_from("7 broken"), None);
-    }
 
     #[test]
     fn thread_cpu_is_summed_by_name_busiest_first() {
@@ -166,18 +127,6 @@ mod tests {
                 ("late".to_string(), 0.25)
             ]
         );
-    }
-
-    #[test]
-    fn the_threads_of_this_process_are_read_with_their_names() {
-        let now = ThreadCpu::of(std::process::id());
-        assert!(!now.by_tid.is_empty());
-        assert!(
-            now.by_tid
-                .values()
-                .all(|(name, cpu)| !name.is_empty() && *cpu >= 0.0)
-        );
-        assert!(ThreadCpu::of(u32::MAX).by_tid.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod names;
 pub mod server;
 mod state;
+mod threads;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub struct Metrics {
     broker_up: IntGauge,
     /// Durable-state metrics (`state.rs`).
     state: state::StateMetrics,
+    /// CPU per thread of this process, read at each scrape (`threads.rs`).
+    threads: threads::ThreadMetrics,
     non_recipient_keys: IntCounter,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
@@ -75,6 +78,9 @@ pub const CONSENT_IGNORED_REASONS: [&str; 2] = [IGNORED_NO_EVIDENCE, IGNORED_INV
 /// `consumer_errors` kind: an error the consume loop's poll returned.
 pub const CONSUMER_ERROR_POLL: &str = "poll";
 pub const CONSUMER_ERROR_KINDS: [&str; 1] = [CONSUMER_ERROR_POLL];
+/// `commits` results.
+pub const COMMIT_OK: &str = "ok";
+pub const COMMIT_ERROR: &str = "error";
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
@@ -212,6 +218,7 @@ impl Metrics {
                 "1 while the consumer has a connection to a broker",
             ),
             state: state::StateMetrics::register(&r),
+            threads: threads::ThreadMetrics::register(&r),
             non_recipient_keys: counter(
                 &r,
                 NON_RECIPIENT_KEYS,
@@ -240,6 +247,9 @@ impl Metrics {
         for kind in CONSUMER_ERROR_KINDS {
             m.consumer_errors.with_label_values(&[kind]);
         }
+        for result in [COMMIT_OK, COMMIT_ERROR] {
+            m.commits.with_label_values(&[result]);
+        }
         m
     }
 
@@ -267,6 +277,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.threads.refresh();
         let mut buf = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -333,14 +344,14 @@ impl Metrics {
     }
 
     pub fn committed(&self, partition: i32, offset: i64) {
-        self.commits.with_label_values(&["ok"]).inc();
+        self.commits.with_label_values(&[COMMIT_OK]).inc();
         self.committed_offset
             .with_label_values(&[&partition.to_string()])
             .set(offset);
     }
 
     pub fn commit_failed(&self) {
-        self.commits.with_label_values(&["error"]).inc();
+        self.commits.with_label_values(&[COMMIT_ERROR]).inc();
     }
 
     /// A partition left this instance: its per-partition series go away.
