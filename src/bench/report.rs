@@ -97,9 +97,15 @@ impl Round {
             "gate": gate_json(&self.gate, events),
             "rules_off": self.rules_off.as_ref().map(|r| gate_json(r, events)),
             "ratio": self.pass.as_ref().map(|p| self.gate.rps / p.rps),
-            "rules_cost": self.rules_off.as_ref().map(|r| 1.0 - self.gate.rps / r.rps),
+            "rules_cost": self.rules_off.as_ref().map(|r| rules_cost(self.gate.rps, r.rps)),
         })
     }
+}
+
+/// The share of the gate's own plumbing (its rules-off throughput) that the
+/// rules take.
+fn rules_cost(gate_rps: f64, rules_off_rps: f64) -> f64 {
+    1.0 - gate_rps / rules_off_rps
 }
 
 /// The median (the mean of the middle two for an even count).
@@ -147,7 +153,7 @@ impl Medians {
     }
 
     fn rules_cost(&self) -> Option<f64> {
-        self.rules_off_rps.map(|r| 1.0 - self.gate_rps / r)
+        self.rules_off_rps.map(|r| rules_cost(self.gate_rps, r))
     }
 }
 
@@ -274,8 +280,9 @@ impl Results {
         let mut order: Vec<usize> = (0..rounds.len()).collect();
         order.sort_by(|&a, &b| rounds[a].gate.rps.total_cmp(&rounds[b].gate.rps));
         let middle = order.get(rounds.len().saturating_sub(1) / 2).copied();
-        let shown = middle.and_then(|i| rounds.get(i)).map(|r| r.json(events));
-        let field = |k: &str| shown.as_ref().map_or(Value::Null, |j| j[k].clone());
+        let per_round: Vec<Value> = rounds.iter().map(|r| r.json(events)).collect();
+        let shown = middle.and_then(|i| per_round.get(i));
+        let field = |k: &str| shown.map_or(Value::Null, |j| j[k].clone());
         let json = json!({
             "started_at": crate::decision::format_time(&started),
             "machine": {"cores": cores(), "load_average_at_start": load_average()},
@@ -305,7 +312,7 @@ impl Results {
                 "p99_ms": m.p99_ms,
                 "rss_mb_max": m.rss_mb,
             },
-            "rounds": rounds.iter().map(|r| r.json(events)).collect::<Vec<_>>(),
+            "rounds": per_round,
             "targets": {
                 "ratio_at_least_0_8": m.ratio().map(|r| r >= 0.8),
                 "gate_rps_at_least_100000": m.gate_rps >= 100_000.0,
