@@ -190,6 +190,23 @@ pub struct Source {
     pub offset: i64,
 }
 
+impl Source {
+    /// `topic/partition/offset`, the `smsgate-source` header, built by hand:
+    /// `to_string` through `fmt` took ~1,400 instructions a record (3.6 % of
+    /// the decide step, `scripts/bench-instructions`).
+    pub fn header_value(&self) -> String {
+        let (mut p, mut o) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (p, o) = (p.format(self.partition), o.format(self.offset));
+        let mut s = String::with_capacity(self.topic.len() + p.len() + o.len() + 2);
+        s.push_str(&self.topic);
+        s.push('/');
+        s.push_str(p);
+        s.push('/');
+        s.push_str(o);
+        s
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
@@ -296,6 +313,22 @@ mod tests {
             rule: "r".into(),
             citation: "c".into(),
             detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_source_header_is_topic_partition_offset_like_display() {
+        for (partition, offset) in [(0, 0), (3, 41), (i32::MAX, i64::MAX)] {
+            let s = Source {
+                topic: "sms.outbound".into(),
+                partition,
+                offset,
+            };
+            assert_eq!(
+                s.header_value(),
+                format!("sms.outbound/{partition}/{offset}")
+            );
+            assert_eq!(s.header_value(), s.to_string());
         }
     }
 

@@ -38,7 +38,7 @@ pub fn route<'a>(
     let mut headers = Vec::with_capacity(4);
     headers.push((HEADER_OUTCOME, Cow::Borrowed(decision.outcome.as_str())));
     headers.push((HEADER_POLICY, Cow::Borrowed(&*decision.policy_version)));
-    headers.push((HEADER_SOURCE, Cow::Owned(source.to_string())));
+    headers.push((HEADER_SOURCE, Cow::Owned(source.header_value())));
     match decision.outcome {
         Outcome::Approve => Output {
             topic: &topics.approved,

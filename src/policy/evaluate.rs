@@ -145,8 +145,11 @@ fn run_with(
     s.text.clear();
     let hits = if wants(reads_body) {
         normalize_into(&event.body, &mut s.text);
-        sender.own_names(&s.text, &mut s.own);
-        pack.lexicon.scan(&s.text, &s.own)
+        let (text, own) = (&s.text, &mut s.own);
+        pack.lexicon.scan(text, move || {
+            sender.own_names(text, own);
+            own
+        })
     } else {
         Hits::none()
     };

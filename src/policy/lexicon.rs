@@ -131,9 +131,13 @@ fn is_word(b: u8) -> bool {
 }
 
 impl Lexicon {
-    /// Scans `text` once; matches overlapping an `excluded` span are skipped.
-    pub fn scan(&self, text: &str, excluded: &[Span]) -> Hits {
+    /// Scans `text` once; matches overlapping a span of `excluded` are
+    /// skipped. `excluded` is called at most once, at the first candidate
+    /// match: a body without any keyword never pays for finding its spans.
+    pub fn scan<'x>(&self, text: &str, excluded: impl FnOnce() -> &'x [Span]) -> Hits {
         let mut hits = Hits::none();
+        let mut excluded = Some(excluded);
+        let mut spans: &[Span] = &[];
         let Some(ac) = &self.automaton else {
             return hits;
         };
@@ -151,7 +155,10 @@ impl Lexicon {
             {
                 continue;
             }
-            if excluded.iter().any(|&(s, e)| start < e && s < end) {
+            if let Some(find) = excluded.take() {
+                spans = find();
+            }
+            if spans.iter().any(|&(s, e)| start < e && s < end) {
                 continue;
             }
             let mut rest = mask;
@@ -186,11 +193,31 @@ mod tests {
     fn one_pass_finds_every_list_with_word_boundaries() {
         let (l, ids) = lex(&[&["贷", "loan"], &["IRS", "秒批"], &["loan"]]);
         let text = "FIRST loan 秒批";
-        let h = l.scan(text, &[]);
+        let h = l.scan(text, || &[]);
         assert_eq!(h.get(ids[0]).map(|(s, e)| &text[s..e]), Some("loan"));
         assert_eq!(h.get(ids[1]).map(|(s, e)| &text[s..e]), Some("秒批"));
         assert!(h.has(ids[2]));
-        let h = l.scan("惠农信贷 hello", &[(0, "惠农信贷".len())]);
+        let own = [(0, "惠农信贷".len())];
+        let h = l.scan("惠农信贷 hello", || &own);
         assert!(!h.has(ids[0]));
+    }
+
+    #[test]
+    fn exclusions_are_found_only_when_a_term_matches() {
+        let (l, ids) = lex(&[&["贷"]]);
+        let calls = std::cell::Cell::new(0);
+        let none: [Span; 0] = [];
+        let h = l.scan("周末全场五折", || {
+            calls.set(calls.get() + 1);
+            &none
+        });
+        assert!(!h.has(ids[0]));
+        assert_eq!(calls.get(), 0, "no candidate match, no exclusion spans");
+        let h = l.scan("贷 and 贷", || {
+            calls.set(calls.get() + 1);
+            &none
+        });
+        assert!(h.has(ids[0]));
+        assert_eq!(calls.get(), 1, "found once, reused for every later match");
     }
 }

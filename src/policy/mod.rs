@@ -69,7 +69,8 @@ pub struct Policy {
     /// Shared so the reply forwarder reads the registry in force.
     registry: Arc<Registry>,
     /// Registry entries prepared for matching, by sender id.
-    senders: HashMap<String, SenderProfile>,
+    /// Looked up once a decision: a fast hasher (the ids are the registry's).
+    senders: HashMap<String, SenderProfile, foldhash::fast::RandomState>,
     packs: Arc<[Pack]>,
     /// Index of the pack for numbers no prefix matches.
     fallback: usize,

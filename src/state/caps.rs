@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::state::FastHash;
 use crate::state::changelog::{self, CapKey, ChangelogEntry};
 
 /// Approval times in Unix milliseconds, oldest first.
@@ -46,10 +47,10 @@ impl Approvals {
 /// Approved marketing per (recipient, subject) of one partition.
 #[derive(Debug, Clone, Default)]
 pub struct CapMemory {
-    pairs: HashMap<CapKey, Approvals>,
+    pairs: HashMap<CapKey, Approvals, FastHash>,
     /// Pairs restored from single `cap/<key>` records: their record needs a
     /// tombstone once it expires.
-    single_records: HashSet<CapKey>,
+    single_records: HashSet<CapKey, FastHash>,
 }
 
 impl CapMemory {

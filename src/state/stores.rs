@@ -19,6 +19,7 @@ use crate::consent::{ConsentError, ConsentEvent};
 use crate::decision::Decision;
 use crate::event::OutboundSms;
 use crate::policy::{Origin, Policy};
+use crate::state::FastHash;
 use crate::state::changelog::{self, ChangelogEntry, ChangelogError};
 use crate::state::consent::{Applied, ConsentTable};
 use crate::state::partition::{GateView, PartitionState};
@@ -42,7 +43,7 @@ pub struct Stores {
     consent: RwLock<ConsentTable>,
     /// The map changes only on assign and revoke; each entry has its own
     /// lock (one worker decides a partition at a time).
-    partitions: RwLock<HashMap<i32, Shared>>,
+    partitions: RwLock<HashMap<i32, Shared, FastHash>>,
     dedup_window: Duration,
     cap_window: Duration,
 }
@@ -65,7 +66,7 @@ impl Stores {
     pub fn new(dedup_window: Duration, cap_window: Duration) -> Stores {
         Stores {
             consent: RwLock::new(ConsentTable::new()),
-            partitions: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(HashMap::default()),
             dedup_window,
             cap_window,
         }
