@@ -1,12 +1,16 @@
 //! Logging setup: `tracing` to stderr, `log.format` pretty or json,
 //! `log.level` as a tracing filter (`info`, `smsgate=debug,librdkafka=warn`).
-//! The json lines are written by [`json::JsonLines`].
+//! The json lines are written by [`json::JsonLines`]; a decide worker
+//! writes the lines of one batch together ([`held`]).
 //!
 //! librdkafka's own log lines arrive through the clients' contexts (see
 //! `pipeline::kafka`) under the target `librdkafka`. Phone numbers are never
 //! logged in full: callers use [`crate::mask::phone`].
 
+mod held;
 mod json;
+
+pub use held::{Held, hold};
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +32,7 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| held::Stderr);
     let _ = if settings.format == "json" {
         builder.event_format(json::JsonLines).try_init()
     } else {

@@ -66,9 +66,7 @@ impl Pending {
             inputs,
         })
     }
-}
 
-impl Pending {
     /// True when this delivery completes its input record.
     fn completes_input(&self) -> bool {
         self.outstanding
@@ -103,6 +101,9 @@ pub struct Flight {
     /// of the producer thread's time), so it notifies only when this is > 0.
     /// A wake-up missed in the race is bounded by the waiter's timeout.
     waiters: AtomicUsize,
+    /// Moves on every assign and revoke: a worker keeps its `is_current`
+    /// answers until it does (a lock per record was 1.6 % of its thread).
+    assignments: AtomicU64,
     metrics: Arc<Metrics>,
     retry_backoff: Duration,
     /// Milliseconds since `started` of the last produce-failure warning
@@ -117,6 +118,7 @@ impl Flight {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
+            assignments: AtomicU64::new(0),
             metrics,
             retry_backoff,
             last_warn_ms: AtomicU64::new(0),
@@ -129,17 +131,25 @@ impl Flight {
     }
 
     pub fn assign(&self, partition: i32) -> Epoch {
-        self.lock().tracker.assign(partition)
+        let mut inner = self.lock();
+        self.assignments.fetch_add(1, Ordering::Release);
+        inner.tracker.assign(partition)
     }
 
     pub fn revoke(&self, partition: i32) {
         let mut inner = self.lock();
+        self.assignments.fetch_add(1, Ordering::Release);
         inner.tracker.revoke(&partition);
         inner.retries.retain(|r| r.pending.partition != partition);
     }
 
     pub fn is_assigned(&self, partition: i32) -> bool {
         self.lock().tracker.is_assigned(&partition)
+    }
+
+    /// Changes whenever a partition is assigned or revoked.
+    pub fn assignments_version(&self) -> u64 {
+        self.assignments.load(Ordering::Acquire)
     }
 
     /// True while `partition` is assigned under `epoch` (not revoked since).

@@ -87,11 +87,14 @@ impl Handler {
     /// batch record per input partition. An input's offset is acknowledged
     /// once its output and its batch record both are.
     pub fn handle_batch(&self, batch: &[Job]) {
+        // The batch's quarantine lines go out in one write, at its end.
+        let _lines = crate::logging::hold();
         // (input partition, entries, the inputs they belong to)
         let mut open: Vec<(i32, Vec<ChangelogEntry>, Vec<Pending>)> = Vec::new();
         let policy = self.policy.current();
+        let mut current = CurrentCache::default();
         for job in batch {
-            let Some((entries, input)) = self.handle(&policy, job) else {
+            let Some((entries, input)) = self.handle(&policy, &mut current, job) else {
                 continue;
             };
             match open.iter_mut().find(|(p, _, _)| *p == job.partition) {
@@ -117,8 +120,14 @@ impl Handler {
     /// Decides one record, records its state and produces its output;
     /// returns its changelog entries and the completion it shares with the
     /// output, when it has any.
-    fn handle(&self, policy: &Policy, job: &Job) -> Option<(Vec<ChangelogEntry>, Pending)> {
-        if self.abandon.load(Ordering::Relaxed) || !self.flight.is_current(job.partition, job.epoch)
+    fn handle(
+        &self,
+        policy: &Policy,
+        current: &mut CurrentCache,
+        job: &Job,
+    ) -> Option<(Vec<ChangelogEntry>, Pending)> {
+        if self.abandon.load(Ordering::Relaxed)
+            || !current.is_current(&self.flight, job.partition, job.epoch)
         {
             // Revoked since it was claimed: the next owner reads it again.
             return None;
@@ -156,6 +165,37 @@ impl Handler {
         outstanding
             .is_some()
             .then(|| (decided.changelog, pending()))
+    }
+}
+
+/// The `Flight::is_current` answers of one batch, kept while no partition
+/// is assigned or revoked: a batch locks the flight once per partition, not
+/// once per record.
+#[derive(Default)]
+struct CurrentCache {
+    version: u64,
+    known: Vec<(i32, Epoch, bool)>,
+}
+
+impl CurrentCache {
+    fn is_current(&mut self, flight: &Flight, partition: i32, epoch: Epoch) -> bool {
+        // Read before the answers it guards: a change after this read shows
+        // as a new version at the next record.
+        let version = flight.assignments_version();
+        if version != self.version {
+            self.known.clear();
+            self.version = version;
+        }
+        if let Some(&(_, _, current)) = self
+            .known
+            .iter()
+            .find(|(p, e, _)| *p == partition && *e == epoch)
+        {
+            return current;
+        }
+        let current = flight.is_current(partition, epoch);
+        self.known.push((partition, epoch, current));
+        current
     }
 }
 
@@ -311,5 +351,35 @@ fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Sourc
             offset = source.offset,
             "approved"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn flight() -> Flight {
+        Flight::new(Arc::new(Metrics::new()), Duration::from_millis(10))
+    }
+
+    #[test]
+    fn a_batch_keeps_its_answers_until_a_partition_is_assigned_or_revoked() {
+        let f = flight();
+        let e0 = f.assign(0);
+        let e1 = f.assign(1);
+        let mut current = CurrentCache::default();
+        assert!(current.is_current(&f, 0, e0));
+        assert!(current.is_current(&f, 1, e1));
+        assert!(!current.is_current(&f, 0, e0 + 100), "another epoch");
+        assert_eq!(current.known.len(), 3, "one lock per (partition, epoch)");
+        assert!(current.is_current(&f, 0, e0));
+        assert_eq!(current.known.len(), 3, "answered from the cache");
+
+        f.revoke(0);
+        assert!(!current.is_current(&f, 0, e0), "a revoke is seen at once");
+        assert!(current.is_current(&f, 1, e1));
+        let e0 = f.assign(0);
+        assert!(current.is_current(&f, 0, e0), "and so is the new epoch");
     }
 }
