@@ -20,60 +20,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::offsets::{Epoch, OffsetTracker};
+use super::pending::Pending;
 use super::route::Output;
 use crate::metrics::Metrics;
-
-/// What the delivery callback needs to know about one output record.
-#[derive(Debug)]
-pub struct Pending {
-    pub partition: i32,
-    pub epoch: Epoch,
-    pub offset: i64,
-    /// When the input was polled, for the end-to-end histogram.
-    pub polled_at: Instant,
-    /// Deliveries still outstanding for this input record (its output plus
-    /// its changelog entries), shared by their `Pending`s: the input offset
-    /// counts as acknowledged only when the last of them is. `None`: this
-    /// record is the only one.
-    pub outstanding: Option<Arc<AtomicUsize>>,
-    /// The partition to produce to (changelog records go to the partition
-    /// numbered like the input's); `None`: the partitioner picks by key.
-    pub to_partition: Option<i32>,
-    /// For a changelog batch record: the inputs whose entries it carries
-    /// (each also waits for its own output record).
-    pub inputs: Vec<Pending>,
-}
-
-impl Pending {
-    /// The assignment this record is produced for: a batch record's is its
-    /// inputs' (it is retried while they are current, or they would never
-    /// complete); a lone tombstone has none and is not retried (the prune
-    /// after the next restore writes it again).
-    fn owner_epoch(&self) -> super::offsets::Epoch {
-        self.inputs.first().map_or(self.epoch, |p| p.epoch)
-    }
-
-    /// A record tied to no input offset (a changelog batch or tombstone of
-    /// input partition `partition`), completing `inputs` when acknowledged.
-    pub fn changelog(partition: i32, inputs: Vec<Pending>) -> Box<Pending> {
-        Box::new(Pending {
-            partition,
-            epoch: super::offsets::NO_EPOCH,
-            offset: -1,
-            polled_at: Instant::now(),
-            outstanding: None,
-            to_partition: Some(partition),
-            inputs,
-        })
-    }
-
-    /// True when this delivery completes its input record.
-    fn completes_input(&self) -> bool {
-        self.outstanding
-            .as_ref()
-            .is_none_or(|n| n.fetch_sub(1, Ordering::AcqRel) == 1)
-    }
-}
 
 /// A record whose delivery failed, waiting to be produced again.
 struct Retry {

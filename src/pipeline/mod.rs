@@ -16,6 +16,7 @@ pub mod consent_feed;
 pub mod flight;
 pub mod kafka;
 pub mod offsets;
+pub mod pending;
 pub mod rebalance;
 pub mod release;
 pub mod reload;

@@ -20,7 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::committer::Committer;
-use super::flight::Pending;
+use super::pending::Pending;
 use super::rebalance::GateConsumer;
 use super::shutdown::Shutdown;
 use super::worker::Job;

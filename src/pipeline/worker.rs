@@ -27,8 +27,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::flight::{Dispatcher, Flight, Pending};
+use super::flight::{Dispatcher, Flight};
 use super::offsets::Epoch;
+use super::pending::Pending;
 use super::route;
 use crate::config::Topics;
 use crate::decision::{Decision, Outcome, Source};
