@@ -77,8 +77,14 @@ impl CapKey {
         CapKey(k)
     }
 
+    /// `cap/<16 hex digits>`, built in place (`format!` with
+    /// `hex::encode` allocated twice; one key per capped approval).
     pub fn changelog_key(&self) -> Vec<u8> {
-        format!("{CAP_PREFIX}{}", hex::encode(self.0)).into_bytes()
+        let mut key = vec![0; CAP_PREFIX.len() + 16];
+        key[..CAP_PREFIX.len()].copy_from_slice(CAP_PREFIX.as_bytes());
+        // 8 bytes are exactly 16 hex digits: this cannot fail.
+        let _ = hex::encode_to_slice(self.0, &mut key[CAP_PREFIX.len()..]);
+        key
     }
 
     fn parse(hex_part: &str) -> Option<CapKey> {
@@ -121,14 +127,22 @@ pub fn dedup_entry(message_id: &str, seen: &Seen) -> ChangelogEntry {
     }
 }
 
-/// A pair's approval times in the window, in Unix milliseconds.
+/// A pair's approval times in the window, in Unix milliseconds; written
+/// by hand like [`dedup_entry`] (the same bytes as serde's `CapValue`).
 pub fn cap_entry(key: &CapKey, approved_ms: &[i64]) -> ChangelogEntry {
-    let value = CapValue {
-        approved_ms: approved_ms.to_vec(),
-    };
+    let mut value = Vec::with_capacity(20 + 14 * approved_ms.len());
+    value.extend_from_slice(br#"{"approved_ms":["#);
+    let mut ms = itoa::Buffer::new();
+    for (i, t) in approved_ms.iter().enumerate() {
+        if i > 0 {
+            value.push(b',');
+        }
+        value.extend_from_slice(ms.format(*t).as_bytes());
+    }
+    value.extend_from_slice(b"]}");
     ChangelogEntry {
         key: key.changelog_key(),
-        value: serde_json::to_vec(&value).ok(),
+        value: Some(value),
     }
 }
 
@@ -207,7 +221,15 @@ pub fn batch_entry(entries: &[ChangelogEntry], at: DateTime<Utc>, nonce: u64) ->
         value.push(b']');
     }
     value.extend_from_slice(b"]}");
-    let key = format!("{BATCH_PREFIX}{at_ms}/{nonce:016x}").into_bytes();
+    // `batch/<at ms>/<nonce as 16 hex digits>`, without `format!`.
+    let mut key = Vec::with_capacity(BATCH_PREFIX.len() + 38);
+    key.extend_from_slice(BATCH_PREFIX.as_bytes());
+    key.extend_from_slice(ms.format(at_ms).as_bytes());
+    key.push(b'/');
+    let mut hex_nonce = [0; 16];
+    // 8 bytes are exactly 16 hex digits: this cannot fail.
+    let _ = hex::encode_to_slice(nonce.to_be_bytes(), &mut hex_nonce);
+    key.extend_from_slice(&hex_nonce);
     ChangelogEntry {
         key,
         value: Some(value),
@@ -420,6 +442,30 @@ mod tests {
             batch_entry(&[], t, 7).value.as_deref(),
             Some(&br#"{"at_ms":1795831200000,"entries":[]}"#[..])
         );
+    }
+
+    #[test]
+    fn hand_written_cap_entries_and_keys_are_what_serde_and_format_wrote() {
+        let key = CapKey([0x00, 0x1f, 0xa0, 0xff, 0x12, 0x34, 0x56, 0x78]);
+        assert_eq!(key.changelog_key(), b"cap/001fa0ff12345678");
+        assert_eq!(
+            key.changelog_key(),
+            format!("{CAP_PREFIX}{}", hex::encode(key.0)).into_bytes()
+        );
+        for times in [&[][..], &[1_795_831_200_000][..], &[-1, 0, i64::MAX]] {
+            let serde = serde_json::to_vec(&CapValue {
+                approved_ms: times.to_vec(),
+            })
+            .unwrap();
+            assert_eq!(cap_entry(&key, times).value, Some(serde));
+        }
+        let at = Utc.timestamp_millis_opt(1_795_831_200_000).unwrap();
+        for nonce in [0, 7, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(
+                batch_entry(&[], at, nonce).key,
+                format!("{BATCH_PREFIX}{}/{nonce:016x}", at.timestamp_millis()).into_bytes()
+            );
+        }
     }
 
     #[test]
