@@ -77,14 +77,10 @@ impl CapKey {
         CapKey(k)
     }
 
-    /// `cap/<16 hex digits>`, built in place (`format!` with
+    /// `cap/<16 hex digits>` in one allocation (`format!` with
     /// `hex::encode` allocated twice; one key per capped approval).
     pub fn changelog_key(&self) -> Vec<u8> {
-        let mut key = vec![0; CAP_PREFIX.len() + 16];
-        key[..CAP_PREFIX.len()].copy_from_slice(CAP_PREFIX.as_bytes());
-        // 8 bytes are exactly 16 hex digits: this cannot fail.
-        let _ = hex::encode_to_slice(self.0, &mut key[CAP_PREFIX.len()..]);
-        key
+        [CAP_PREFIX.as_bytes(), &hex16(self.0)].concat()
     }
 
     fn parse(hex_part: &str) -> Option<CapKey> {
@@ -102,6 +98,15 @@ struct DedupValue {
 #[derive(Serialize, Deserialize)]
 struct CapValue {
     approved_ms: Vec<i64>,
+}
+
+/// 8 bytes as 16 lowercase hex digits, without allocating (cap keys and
+/// batch nonces).
+fn hex16(bytes: [u8; 8]) -> [u8; 16] {
+    let mut out = [0; 16];
+    // 8 bytes are exactly 16 hex digits: this cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    out
 }
 
 pub fn dedup_key(message_id: &str) -> Vec<u8> {
@@ -226,10 +231,7 @@ pub fn batch_entry(entries: &[ChangelogEntry], at: DateTime<Utc>, nonce: u64) ->
     key.extend_from_slice(BATCH_PREFIX.as_bytes());
     key.extend_from_slice(ms.format(at_ms).as_bytes());
     key.push(b'/');
-    let mut hex_nonce = [0; 16];
-    // 8 bytes are exactly 16 hex digits: this cannot fail.
-    let _ = hex::encode_to_slice(nonce.to_be_bytes(), &mut hex_nonce);
-    key.extend_from_slice(&hex_nonce);
+    key.extend_from_slice(&hex16(nonce.to_be_bytes()));
     ChangelogEntry {
         key,
         value: Some(value),
