@@ -10,6 +10,7 @@
 //! - [`check`] is the offline `smsgate check` command.
 //! - [`config`] layers defaults, file and environment.
 //! - [`mask`] masks phone numbers for logs.
+//! - [`heap`] returns the C heap's free pages to the system.
 //! - [`procfs`] reads CPU time and thread names from Linux `/proc`.
 //! - [`bench`] is the benchmark harness and the load generator.
 
@@ -20,6 +21,7 @@ pub mod consent;
 pub mod decision;
 pub mod demo;
 pub mod event;
+pub mod heap;
 pub mod inbound;
 pub mod logging;
 pub mod mask;

@@ -169,6 +169,10 @@ impl Gate {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        let trimmer = tokio::spawn(crate::heap::trim_every(
+            crate::heap::TRIM_INTERVAL,
+            shutdown.clone(),
+        ));
         let forwarder = if self.settings.state.forward_replies {
             replies::spawn(&self.settings, &self.policy, &shutdown)
         } else {
@@ -203,6 +207,7 @@ impl Gate {
         server_stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
         reloader.abort();
+        trimmer.abort();
         if let Some(f) = forwarder {
             shutdown.trigger();
             let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
