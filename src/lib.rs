@@ -1,32 +1,34 @@
 //! smsgate: a compliance gate for outbound SMS on Kafka.
 //!
-//! - [`event`] parses and validates outbound events; bad input becomes a
-//!   `malformed` value, never a panic.
-//! - [`consent`] is the consent record of the contract.
-//! - [`decision`] is what the gate decided and its JSON forms.
-//! - [`policy`] is the pure decision function and the packs it runs.
-//! - [`state`] holds what the policy reads: consent, caps, duplicates.
-//! - [`inbound`] turns opt-out replies into consent events.
-//! - [`check`] is the offline `smsgate check` command.
-//! - [`config`] layers defaults, file and environment.
-//! - [`mask`] masks phone numbers for logs.
-//! - [`heap`] returns the C heap's free pages to the system.
-//! - [`procfs`] reads CPU time and thread names from Linux `/proc`.
-//! - [`bench`] is the benchmark harness and the load generator.
+//! The map, from the outside in:
+//!
+//! - [`cli`]: the `smsgate` command, one file per command (`run`, `check`,
+//!   `policy lint`, `demo`, `generate`, `healthcheck`).
+//! - [`config`]: settings layered from defaults, file and environment.
+//! - [`contract`]: the wire records only (outbound event, consent event,
+//!   inbound reply, decision) and their parsing.
+//! - [`policy`]: the pure decision function `(event, state view, now) →
+//!   decision` and the packs it runs, plus the opt-out keywords and the
+//!   jurisdiction table. No I/O, no clock, no Kafka.
+//! - [`state`]: what must survive: consent table, frequency caps, duplicate
+//!   memory, deferred index, and the changelog codec they are restored from.
+//! - [`gate`]: the Kafka runtime around the policy: clients, consumer and
+//!   rebalances, intake, decide step, routing, delivery and ordered offset
+//!   commits, the other feeds (consent, replies, release, restore), reload
+//!   and shutdown.
+//! - [`telemetry`]: metrics (names in one place), health endpoints, logs,
+//!   masking of personal data.
+//! - [`synth`]: the traffic generator shared by the demo and the benchmark
+//!   crate, and librdkafka's in-process mock cluster.
+//!
+//! Dependencies point inward: `cli` → `gate` → `state` → `policy` →
+//! `contract`; `policy` never imports `state`, `gate` or `telemetry`.
 
-pub mod bench;
-pub mod check;
+pub mod cli;
 pub mod config;
-pub mod consent;
-pub mod decision;
-pub mod demo;
-pub mod event;
-pub mod heap;
-pub mod inbound;
-pub mod logging;
-pub mod mask;
-pub mod metrics;
-pub mod pipeline;
+pub mod contract;
+pub mod gate;
 pub mod policy;
-pub mod procfs;
 pub mod state;
+pub mod synth;
+pub mod telemetry;

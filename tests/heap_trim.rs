@@ -5,9 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use smsgate::bench::procstat::rss_mb;
-use smsgate::heap;
-use smsgate::pipeline::shutdown::Shutdown;
+use smsgate::gate::heap;
+use smsgate::gate::shutdown::Shutdown;
 
 const BLOCK: usize = 64 * 1024;
 const BLOCKS: usize = 2048; // 128 MiB
@@ -16,8 +15,17 @@ const BLOCKS: usize = 2048; // 128 MiB
 /// first one's hole before it measures.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// This process's resident set in MB, from `/proc/self/statm` (pages).
 fn rss() -> f64 {
-    rss_mb(std::process::id()).unwrap_or(0.0)
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    pages * page / 1e6
 }
 
 /// Blocks below glibc's mmap threshold come from an arena; freeing all but

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::consent::{ConsentAction, ConsentScope};
-use crate::decision::ReasonCode;
-use crate::event::{Category, OutboundSms};
+use crate::contract::consent::{ConsentAction, ConsentScope};
+use crate::contract::decision::ReasonCode;
+use crate::contract::event::{Category, OutboundSms};
 use crate::policy::view::ConsentView;
 
 /// The consent verdict for one event: at most one consent code, plus the

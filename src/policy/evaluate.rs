@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::decision::{Reason, ReasonCode};
-use crate::event::OutboundSms;
+use crate::contract::decision::{Reason, ReasonCode};
+use crate::contract::event::OutboundSms;
 use crate::policy::consent::{self, ConsentVerdict};
 use crate::policy::content::links::{self, HostKind, Link};
 use crate::policy::content::normalize::normalize_into;

@@ -8,6 +8,28 @@ use std::sync::OnceLock;
 
 use chrono_tz::Tz;
 
+/// Which country's rules a number falls under, by its country code: the
+/// opt-out keyword lists follow it (the packs choose by their own prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jurisdiction {
+    Cn,
+    Us,
+    /// Any other country: both lists.
+    Other,
+}
+
+impl Jurisdiction {
+    pub fn of(number: &str) -> Jurisdiction {
+        if number.starts_with("+86") {
+            Jurisdiction::Cn
+        } else if number.starts_with("+1") {
+            Jurisdiction::Us
+        } else {
+            Jurisdiction::Other
+        }
+    }
+}
+
 /// The shipped NANP table (area code, region, ISO region, zones).
 pub const NANP_TSV: &str = include_str!("../../config/nanp-area-codes.tsv");
 
@@ -88,6 +110,13 @@ pub fn region<'a>(explicit: Option<&'a str>, to: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jurisdiction_follows_the_country_code() {
+        assert_eq!(Jurisdiction::of("+8613812345678"), Jurisdiction::Cn);
+        assert_eq!(Jurisdiction::of("+12125551234"), Jurisdiction::Us);
+        assert_eq!(Jurisdiction::of("+85291234567"), Jurisdiction::Other);
+    }
 
     #[test]
     fn shipped_table_is_complete_and_known_to_chrono_tz() {

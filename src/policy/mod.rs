@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod jurisdiction;
 pub mod lexicon;
 pub mod live;
+pub mod optout;
 pub mod pack;
 pub mod quiet_hours;
 pub mod registry;
@@ -25,8 +26,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::decision::{Decision, Reason, ReasonCode};
-use crate::event::{Malformed, OutboundSms};
+use crate::contract::decision::{Decision, Reason, ReasonCode};
+use crate::contract::event::{Malformed, OutboundSms};
 pub use pack::{Pack, Rule};
 pub use registry::{Registry, Sender};
 use sender::SenderProfile;
@@ -323,7 +324,7 @@ impl Policy {
         state: &dyn StateView,
         now: DateTime<Utc>,
     ) -> (Option<OutboundSms>, Decision) {
-        match crate::event::parse(bytes) {
+        match crate::contract::event::parse(bytes) {
             Ok(event) => {
                 let d = self.decide(&event, origin, state, now);
                 (Some(event), d)
@@ -347,7 +348,7 @@ impl Policy {
             if let (rules::Kind::Duplicate { window }, Some(seen)) = (&rule.kind, seen) {
                 let dup = match origin {
                     Origin::Intake => now - seen.first_at < *window,
-                    Origin::Release => seen.outcome != crate::decision::Outcome::Defer,
+                    Origin::Release => seen.outcome != crate::contract::decision::Outcome::Defer,
                 };
                 if dup {
                     reasons.push(evaluate::reason(
@@ -355,7 +356,7 @@ impl Policy {
                         ReasonCode::Duplicate,
                         format!(
                             "message_id already decided at {}",
-                            crate::decision::format_time(&seen.first_at)
+                            crate::contract::decision::format_time(&seen.first_at)
                         ),
                     ));
                 }

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::decision::ReasonCode;
-use crate::event::Category;
+use crate::contract::decision::ReasonCode;
+use crate::contract::event::Category;
 use crate::policy::PolicyError;
 use crate::policy::lexicon::{Lexicon, LexiconBuilder, ListId};
 use crate::policy::rules::{self, Kind};

@@ -12,8 +12,8 @@ use chrono_tz::Tz;
 use regex::RegexSet;
 use serde::Deserialize;
 
-use crate::decision::ReasonCode;
-use crate::event::Category;
+use crate::contract::decision::ReasonCode;
+use crate::contract::event::Category;
 use crate::policy::content::phones::MoneyMarkers;
 use crate::policy::lexicon::{LexiconBuilder, ListId};
 use crate::policy::quiet_hours::{DAY_NAMES, Week, Window};

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::consent::ConsentFact;
-use crate::decision::Outcome;
+use crate::contract::consent::ConsentFact;
+use crate::contract::decision::Outcome;
 
 /// Consent history of one recipient (counted events only: opt-ins without
 /// evidence are never handed out).

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::decision::Outcome;
+use crate::contract::decision::Outcome;
 use crate::policy::view::Seen;
 
 pub const DEDUP_PREFIX: &str = "dedup/";

@@ -19,7 +19,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use chrono::{DateTime, Duration, Utc};
 use siphasher::sip128::SipHasher13;
 
-use crate::decision::Outcome;
+use crate::contract::decision::Outcome;
 use crate::policy::view::Seen;
 use crate::state::changelog::{self, ChangelogEntry};
 use crate::state::consent::IdentityHasher;

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::decision::Outcome;
+use crate::contract::decision::Outcome;
 use crate::policy::view::Seen;
 use crate::state::changelog::{self, ChangelogEntry, RELEASED_PREFIX};
 

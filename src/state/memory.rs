@@ -9,9 +9,9 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::consent::{ConsentEvent, ConsentFact};
-use crate::decision::{Decision, Outcome};
-use crate::event::{Category, OutboundSms};
+use crate::contract::consent::{ConsentEvent, ConsentFact};
+use crate::contract::decision::{Decision, Outcome};
+use crate::contract::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
 use crate::state::consent::{Applied, ConsentTable};
 

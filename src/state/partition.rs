@@ -22,9 +22,9 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::consent::ConsentFact;
-use crate::decision::{Decision, Outcome};
-use crate::event::{Category, OutboundSms};
+use crate::contract::consent::ConsentFact;
+use crate::contract::decision::{Decision, Outcome};
+use crate::contract::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
 use crate::state::caps::CapMemory;
 use crate::state::changelog::{self, CapKey, Change, ChangelogEntry, ChangelogError};

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::consent::{ConsentError, ConsentEvent};
-use crate::decision::Decision;
-use crate::event::OutboundSms;
+use crate::contract::consent::{ConsentError, ConsentEvent};
+use crate::contract::decision::Decision;
+use crate::contract::event::OutboundSms;
 use crate::policy::{Origin, Policy};
 use crate::state::FastHash;
 use crate::state::changelog::{self, ChangelogEntry, ChangelogError};
@@ -210,7 +210,7 @@ impl Stores {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::ReasonCode;
+    use crate::contract::decision::ReasonCode;
     use crate::policy::Registry;
     use chrono::TimeZone;
 

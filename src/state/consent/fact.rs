@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::consent::{ConsentAction, ConsentEvent, ConsentFact, ConsentScope, SenderScope};
+use crate::contract::consent::{ConsentAction, ConsentEvent, ConsentFact, ConsentScope, SenderScope};
 
 use super::Interner;
 

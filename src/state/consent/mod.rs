@@ -35,8 +35,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::consent::{ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope};
-use crate::event::is_e164;
+use crate::contract::consent::{ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope};
+use crate::contract::event::is_e164;
 use crate::policy::view::ConsentView;
 
 mod fact;
@@ -389,7 +389,7 @@ impl ConsentView for ConsentTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::SenderScope;
+    use crate::contract::consent::SenderScope;
 
     fn event(json: &str) -> ConsentEvent {
         ConsentEvent::parse(json.as_bytes()).unwrap()

@@ -1,0 +1,8 @@
+//! Delivery of decided records: the producer and its delivery thread
+//! ([`producer`]), what each acknowledgement completes ([`pending`]), and
+//! per-partition ordered acknowledgement, which decides the offset that may
+//! be committed ([`offsets`]).
+
+pub mod offsets;
+pub mod pending;
+pub mod producer;

@@ -1,0 +1,315 @@
+//! Hold and release of deferred messages, with bounded memory.
+//!
+//! A thread consumes `topics.deferred` in the group `<group_id>-release`
+//! and keeps only a [`DeferredIndex`] of where held records are and when
+//! they are due (positions, not records). Every second it takes the due
+//! ranges, re-reads each range's offsets with a second consumer, and hands
+//! every record the range covers back to the gate by producing it, key and
+//! value unchanged, to `topics.outbound` with the header
+//! `smsgate-release` (= its release time). The gate's intake decides such a
+//! record again **in full** with `Origin::Release` on the instance that
+//! owns the recipient's partition — consent as it is then, caps and
+//! duplicates from that partition's state — and routes it like any input
+//! (approve, quarantine, or defer again), with the usual ordered commit.
+//!
+//! The deferred offset is committed only up to the first offset of the
+//! oldest range not yet handed back ([`DeferredIndex::committable`]), after
+//! the hand-back was acknowledged: a crash or a rebalance re-reads
+//! everything still held. A range handed back but not yet committed may be
+//! handed back twice after a crash; the gate's duplicate memory then
+//! rejects the second copy (`duplicate`: its outcome is no longer `defer`),
+//! so nothing is approved twice. When the index holds `max_ranges` ranges
+//! the deferred partitions are paused until ranges complete.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, config::RDKafkaLogLevel};
+
+use crate::gate::clients;
+use crate::gate::route::HEADER_RELEASE_AT;
+use crate::gate::shutdown::Shutdown;
+use crate::config::Settings;
+use crate::telemetry::metrics::Metrics;
+use crate::state::DeferredIndex;
+use crate::state::deferred::HeldRange;
+
+/// The header that marks a record handed back for its release decision.
+pub const HEADER_RELEASE: &str = "smsgate-release";
+/// Where a released record was held: `<deferred topic>/<partition>/<offset>`.
+pub const HEADER_RELEASED_FROM: &str = "smsgate-released-from";
+
+/// Distinct release instants held at most before reading pauses.
+const MAX_RANGES: usize = 100_000;
+/// How often due ranges are looked for.
+const TICK: Duration = Duration::from_secs(1);
+
+struct ReleaseContext {
+    index: Arc<Mutex<DeferredIndex>>,
+    topic: String,
+}
+
+impl ReleaseContext {
+    fn index(&self) -> MutexGuard<'_, DeferredIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for ReleaseContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        clients::log(level, fac, message);
+    }
+}
+
+impl ConsumerContext for ReleaseContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Commit what is released, then forget: the next owner re-reads
+            // from the committed offset.
+            let mut commit = TopicPartitionList::new();
+            let mut index = self.index();
+            for e in tpl.elements() {
+                if let Some(o) = index.committable(e.partition()) {
+                    let _ =
+                        commit.add_partition_offset(&self.topic, e.partition(), Offset::Offset(o));
+                }
+                index.revoke(e.partition());
+            }
+            drop(index);
+            if commit.count() > 0
+                && !consumer.assignment_lost()
+                && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+            {
+                tracing::warn!(error = %e, "deferred commit on revoke failed; held records will be read again");
+            }
+        }
+    }
+}
+
+/// The release loop's clients and index.
+pub struct Releaser {
+    consumer: BaseConsumer<ReleaseContext>,
+    reader: BaseConsumer,
+    producer: BaseProducer,
+    index: Arc<Mutex<DeferredIndex>>,
+    deferred: String,
+    outbound: String,
+    metrics: Arc<Metrics>,
+    paused: bool,
+}
+
+impl Releaser {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Releaser, KafkaError> {
+        let index = Arc::new(Mutex::new(DeferredIndex::new(MAX_RANGES)));
+        let consumer: BaseConsumer<ReleaseContext> = clients::release_consumer(settings)
+            .create_with_context(ReleaseContext {
+                index: index.clone(),
+                topic: settings.topics.deferred.clone(),
+            })?;
+        consumer.subscribe(&[&settings.topics.deferred])?;
+        Ok(Releaser {
+            consumer,
+            reader: clients::changelog_reader(settings).create()?,
+            producer: clients::release_producer(settings).create()?,
+            index,
+            deferred: settings.topics.deferred.clone(),
+            outbound: settings.topics.outbound.clone(),
+            metrics,
+            paused: false,
+        })
+    }
+
+    fn index(&self) -> MutexGuard<'_, DeferredIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs until `shutdown`, then commits what was released.
+    pub fn run(mut self, shutdown: Shutdown) {
+        tracing::info!(topic = %self.deferred, "holding deferred messages");
+        let mut last_tick = Instant::now();
+        while !shutdown.is_triggered() {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => self.hold(&m),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "deferred consumer error"),
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.release_due(&shutdown);
+                self.flow_control();
+                self.commit(CommitMode::Async);
+                self.metrics.deferred_held(self.index().held_records());
+            }
+        }
+        self.commit(CommitMode::Sync);
+    }
+
+    fn hold(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let (p, o) = (m.partition(), m.offset());
+        // An unreadable release time is released at once (and decided again).
+        let at = release_at(m).unwrap_or_else(Utc::now);
+        let mut index = self.index();
+        if index.committable(p).is_none() {
+            index.assign(p, o);
+        }
+        index.hold(p, o, at);
+    }
+
+    fn flow_control(&mut self) {
+        let full = self.index().is_full();
+        if full == self.paused {
+            return;
+        }
+        if let Ok(assignment) = self.consumer.assignment() {
+            let r = if full {
+                self.consumer.pause(&assignment)
+            } else {
+                self.consumer.resume(&assignment)
+            };
+            if r.is_ok() {
+                self.paused = full;
+                tracing::info!(paused = full, "deferred reading flow control");
+            }
+        }
+    }
+
+    fn release_due(&self, shutdown: &Shutdown) {
+        let due = self.index().due(Utc::now());
+        for range in due {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match self.hand_back(&range) {
+                Ok(n) => {
+                    self.index().complete(&range);
+                    tracing::info!(
+                        partition = range.partition,
+                        first = range.first,
+                        last = range.last,
+                        records = n,
+                        release_at = %crate::contract::decision::format_time(&range.release_at),
+                        "deferred range released"
+                    );
+                }
+                Err(e) => {
+                    // Not completed: it stays held (and uncommitted); the
+                    // next owner or a restart releases it.
+                    tracing::warn!(partition = range.partition, first = range.first, error = %e, "deferred range not released; retried after a restart or rebalance");
+                }
+            }
+        }
+    }
+
+    /// Re-reads the range and produces every covered record to the outbound
+    /// topic; returns after all are acknowledged.
+    fn hand_back(&self, range: &HeldRange) -> Result<u64, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.deferred, range.partition, Offset::Offset(range.first))?;
+        self.reader.assign(&tpl)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut next = range.first;
+        let mut sent = 0u64;
+        let mut seen = HashSet::new();
+        while next <= range.last {
+            if Instant::now() > deadline {
+                return Err(KafkaError::Canceled);
+            }
+            let Some(r) = self.reader.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = match r {
+                Ok(m) => m,
+                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let o = m.offset();
+            next = next.max(o + 1);
+            let at = release_at(&m).unwrap_or_else(Utc::now);
+            if o > range.last || !range.covers(o, at) || !seen.insert(o) {
+                continue;
+            }
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: HEADER_RELEASE,
+                    value: Some(crate::contract::decision::format_time(&range.release_at).as_bytes()),
+                })
+                .insert(Header {
+                    key: HEADER_RELEASED_FROM,
+                    value: Some(format!("{}/{}/{o}", self.deferred, range.partition).as_bytes()),
+                });
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.outbound).headers(headers);
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(v) = m.payload() {
+                record = record.payload(v);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        record = back;
+                        if !matches!(
+                            e,
+                            KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ) {
+                            return Err(e);
+                        }
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            sent += 1;
+        }
+        let _ = self.reader.unassign();
+        // Idempotent producer, acks=all: once flushed without error every
+        // record is acknowledged (failures are retried by librdkafka until
+        // message.timeout.ms, then surface here as an error).
+        self.producer.flush(Duration::from_secs(60))?;
+        Ok(sent)
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let index = self.index();
+        let mut tpl = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if let Some(o) = index.committable(e.partition()) {
+                let _ = tpl.add_partition_offset(&self.deferred, e.partition(), Offset::Offset(o));
+            }
+        }
+        drop(index);
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, mode)
+        {
+            tracing::debug!(error = %e, "deferred commit failed; retried");
+        }
+    }
+}
+
+/// The record's `smsgate-release-at`, if readable.
+fn release_at(m: &impl Message) -> Option<DateTime<Utc>> {
+    header(m, HEADER_RELEASE_AT)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The value of header `name` of `m`.
+pub fn header<'m>(m: &'m impl Message, name: &str) -> Option<&'m [u8]> {
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+}

@@ -1,0 +1,154 @@
+//! The opt-out loop's first half on this instance: a task that consumes
+//! `topics.inbound` in the group `<group_id>-inbound` and writes each
+//! opt-out reply to `topics.consent` ([`run_forwarder`]).
+//! Every instance's consent feed then applies it. One group across the
+//! instances means each reply is forwarded once (a crash may forward a
+//! reply twice, which is harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::gate::clients;
+use crate::gate::shutdown::Shutdown;
+use crate::config::Settings;
+use crate::contract::reply::InboundReply;
+use crate::policy::Registry;
+use crate::policy::optout::opt_out;
+use crate::policy::live::LivePolicy;
+
+/// Spawns the forwarder on the current tokio runtime; logs and returns
+/// `None` when its clients cannot be created.
+pub fn spawn(
+    settings: &Settings,
+    policy: &Arc<LivePolicy>,
+    shutdown: &Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let consumer: StreamConsumer = match clients::inbound_consumer(settings).create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the inbound consumer; replies are not forwarded");
+            return None;
+        }
+    };
+    if let Err(e) = consumer.subscribe(&[&settings.topics.inbound]) {
+        tracing::error!(topic = %settings.topics.inbound, error = %e, "cannot subscribe to inbound replies");
+        return None;
+    }
+    let producer: FutureProducer = match clients::inbound_producer(settings).create() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the opt-out producer; replies are not forwarded");
+            return None;
+        }
+    };
+    // The registry in force for each reply, so a reload reaches it.
+    let live = policy.clone();
+    let registry = move || live.current().shared_registry();
+    let topic = settings.topics.consent.clone();
+    let stop = shutdown.subscribe();
+    tracing::info!(topic = %settings.topics.inbound, "forwarding opt-out replies");
+    Some(tokio::spawn(run_forwarder(
+        consumer,
+        producer,
+        topic,
+        registry,
+        stop,
+        |f| {
+            if f == Forwarded::OptOut {
+                tracing::debug!("opt-out reply forwarded");
+            }
+        },
+    )))
+}
+
+/// What happened to one inbound record (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// An opt-out written to the consent topic.
+    OptOut,
+    /// A reply without an opt-out keyword.
+    NotOptOut,
+    /// Not a valid reply; skipped (nothing to forward).
+    Invalid,
+}
+
+/// Consumes `topics.inbound` and writes each opt-out to `consent_topic`,
+/// keyed by the recipient (CONTRACT §1). A record's offset is committed
+/// only after its opt-out is acknowledged, so a crash re-reads it; a write
+/// that fails is retried with backoff, never skipped. Returns when
+/// `shutdown` turns true or its sender is dropped; `on_record` sees every
+/// record's outcome (for metrics). `registry` gives the registry in force
+/// for each reply (it changes on a policy reload).
+pub async fn run_forwarder<C: ConsumerContext + 'static>(
+    consumer: StreamConsumer<C>,
+    producer: FutureProducer,
+    consent_topic: String,
+    registry: impl Fn() -> Arc<Registry> + Send,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut on_record: impl FnMut(Forwarded) + Send,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let message = tokio::select! {
+            m = consumer.recv() => m,
+            _ = shutdown.changed() => return,
+        };
+        let message = match message {
+            Ok(m) => m.detach(),
+            Err(e) => {
+                tracing::warn!(error = %e, "inbound consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let outcome = match InboundReply::parse(message.payload().unwrap_or_default()) {
+            Err(e) => {
+                tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "inbound reply skipped");
+                Forwarded::Invalid
+            }
+            Ok(reply) => match opt_out(&reply, &registry()) {
+                None => Forwarded::NotOptOut,
+                Some(event) => {
+                    let value = event.to_json();
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        let record = FutureRecord::to(&consent_topic)
+                            .key(event.to.as_str())
+                            .payload(value.as_str());
+                        match producer.send(record, Duration::from_secs(5)).await {
+                            Ok(_) => break,
+                            Err((e, _)) => {
+                                tracing::warn!(recipient = %crate::telemetry::mask::phone(&event.to), error = %e, "opt-out write failed; retrying");
+                                tokio::select! {
+                                    _ = tokio::time::sleep(backoff) => {}
+                                    _ = shutdown.changed() => return,
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                        }
+                    }
+                    Forwarded::OptOut
+                }
+            },
+        };
+        on_record(outcome);
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(
+                message.topic(),
+                message.partition(),
+                Offset::Offset(message.offset() + 1),
+            )
+            .is_ok()
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::warn!(error = %e, "inbound commit failed; the reply may be forwarded again");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The real-broker test harness shared by the `tests/e2e_*.rs` binaries.
+//!
+//! Each test binary starts its own Tansu broker on a free port
+//! ([`broker::Broker::shared`]), each test creates uniquely named topics and
+//! a unique consumer group ([`gate::Topics::unique`]), and runs the gate as a
+//! child process ([`gate::Gate`]). Every child is spawned so that it dies with
+//! the test binary ([`process`]). Outputs are read back by source
+//! ([`kafka::Collector`]), never by high watermarks: the memory build of
+//! Tansu reports end offsets low after a multi-record batch.
+//!
+//! Without the broker installed, a test that needs it fails with a message
+//! naming `scripts/install-broker`; it is never skipped.
+
+
+
+pub mod broker;
+pub mod events;
+pub mod gate;
+pub mod kafka;
+pub mod marketing;
+pub mod process;
+pub mod verify;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every `every` until it returns true or `timeout` passes.
+/// Returns whether it became true.
+pub fn wait_until(timeout: Duration, every: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A seed for the randomness of a test: `SMSGATE_TEST_SEED` when set (to
+/// replay a run), else the clock. Printed by the tests that use it.
+pub fn seed() -> u64 {
+    std::env::var("SMSGATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        })
+}

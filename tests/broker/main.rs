@@ -1,0 +1,17 @@
+//! End-to-end tests against a real Apache Kafka broker process (feature `e2e`; `scripts/test` turns it on): the gate as a child process, crash and restart, rebalances, state restore, opt-out replies, policy reload, Prometheus scraping.
+//!
+//! One module per concern; run one with `cargo test --test broker MODULE::`.
+
+#[path = "../deploy/deploy_common.rs"]
+mod deploy_common;
+mod broker_restart;
+mod caps;
+mod config;
+mod crash;
+mod deferred;
+mod flow;
+mod graceful;
+mod optout;
+mod policy_reload;
+mod prometheus;
+mod rebalance;

@@ -1,0 +1,5 @@
+//! The `smsgate` command line as a user runs it: `check` on the contract's fixtures, exit codes, errors.
+//!
+//! One module per concern; run one with `cargo test --test cli MODULE::`.
+
+mod check;
