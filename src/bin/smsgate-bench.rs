@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand};
 use smsgate::bench::{self, BenchOptions};
 use smsgate::config::Settings;
 
-
 #[derive(Parser)]
 #[command(
     name = "smsgate-bench",

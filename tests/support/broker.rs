@@ -39,10 +39,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where `scripts/kafka install` put Kafka: `$SMSGATE_KAFKA_HOME/4.1.0`
 /// (default `/opt/smsgate-kafka/4.1.0`).
 pub fn kafka_home() -> PathBuf {
-    Path::new(
-        &std::env::var("SMSGATE_KAFKA_HOME").unwrap_or_else(|_| "/opt/smsgate-kafka".into()),
-    )
-    .join(KAFKA_VERSION)
+    Path::new(&std::env::var("SMSGATE_KAFKA_HOME").unwrap_or_else(|_| "/opt/smsgate-kafka".into()))
+        .join(KAFKA_VERSION)
 }
 
 /// The jar folder, when the install finished (it writes `installed` last).
@@ -64,8 +62,7 @@ pub fn free_port() -> u16 {
 
 /// A random Kafka cluster id: 16 bytes in URL-safe base64 without padding.
 fn cluster_id() -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = fastrand::u128(..);
     // 22 characters of 6 bits hold the 128 bits (the last one only 2 of them).
     (0..22)
@@ -140,8 +137,7 @@ impl Broker {
             .replace("@PORT@", &self.port.to_string())
             .replace("@CONTROLLER_PORT@", &self.controller_port.to_string())
             .replace("@DATA_DIR@", &data.display().to_string());
-        std::fs::write(self.dir.join("server.properties"), props)
-            .expect("write server.properties");
+        std::fs::write(self.dir.join("server.properties"), props).expect("write server.properties");
         std::fs::write(self.dir.join("log4j2.properties"), LOG4J2_PROPERTIES)
             .expect("write log4j2.properties");
         if data.join("meta.properties").is_file() {
@@ -189,7 +185,10 @@ impl Broker {
             command.arg(format!("-XX:SharedArchiveFile={}", archive.display()));
         }
         command
-            .arg(format!("-Dkafka.logs.dir={}", self.dir.join("logs").display()))
+            .arg(format!(
+                "-Dkafka.logs.dir={}",
+                self.dir.join("logs").display()
+            ))
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
                 self.dir.join("log4j2.properties").display()
@@ -229,7 +228,10 @@ impl Broker {
         } else if !started {
             Some(format!("Kafka did not start within {START_TIMEOUT:?}"))
         } else if TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            Some(format!("Kafka logged its start but port {} refuses", self.port))
+            Some(format!(
+                "Kafka logged its start but port {} refuses",
+                self.port
+            ))
         } else {
             None
         };
@@ -314,10 +316,7 @@ impl Broker {
         // Every partition led, so the first produce or fetch does not wait
         // for metadata to propagate.
         let ready = super::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            let Ok(md) = admin
-                .inner()
-                .fetch_metadata(None, Duration::from_secs(5))
-            else {
+            let Ok(md) = admin.inner().fetch_metadata(None, Duration::from_secs(5)) else {
                 return false;
             };
             topics.iter().all(|(name, p)| {
