@@ -63,7 +63,9 @@ pub fn free_port() -> u16 {
 /// A random Kafka cluster id: 16 bytes in URL-safe base64 without padding.
 fn cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = fastrand::u128(..);
+    // Top bit clear: the id starts with a letter, never with `-`, which
+    // the storage tool would take for an option.
+    let bits = fastrand::u128(..) >> 1;
     // 22 characters of 6 bits hold the 128 bits (the last one only 2 of them).
     (0..22)
         .map(|i| {
