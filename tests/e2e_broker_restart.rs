@@ -88,6 +88,16 @@ fn the_gate_rides_out_a_broker_restart_without_loss() {
         "/readyz never went unready while the broker was down: {readiness:?}"
     );
 
+    // Fail at once, with its log, if the gate gives up after the restart
+    // (seen on Kafka: a fatal FencedInstanceId on the consumer).
+    support::wait_until(Duration::from_secs(600), Duration::from_millis(200), || {
+        collector.covered(&positions) >= EVENTS || !gate.running()
+    });
+    assert!(
+        gate.running(),
+        "the gate exited after the broker restart; log:\n{}",
+        gate.log_tail()
+    );
     let took = collector.wait_for(&positions, Duration::from_secs(600), Duration::from_secs(3));
     let verdict = verify(
         &topics.outbound,
