@@ -272,10 +272,12 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 None => Forwarded::NotOptOut,
                 Some(event) => {
                     let value = event.to_json();
+                    // One key per fact (CONTRACT §10), not per recipient.
+                    let key = event.topic_key();
                     let mut backoff = Duration::from_millis(100);
                     loop {
                         let record = FutureRecord::to(&consent_topic)
-                            .key(event.to.as_str())
+                            .key(key.as_str())
                             .payload(value.as_str());
                         match producer.send(record, Duration::from_secs(5)).await {
                             Ok(_) => break,
