@@ -195,9 +195,12 @@ fn run_with(
             .unwrap_or((true, true));
         pii::find(text, prc, cards, &mut s.pii);
     }
-    let claimed = active().any(|r| matches!(&r.kind, Kind::Claims { terms } if hits.has(*terms)));
+    let claim = active().find_map(|r| match &r.kind {
+        Kind::Claims { terms } => hits.get(*terms),
+        _ => None,
+    });
     let (lending, cost) = match pack.lending {
-        Some(l) if !folded.is_empty() => credit_offer(&l, &hits, claimed, folded, own),
+        Some(l) if !folded.is_empty() => credit_offer(&l, &hits, claim, sender.lender, folded, own),
         _ => (None, None),
     };
     let facts = Facts {
@@ -454,6 +457,7 @@ fn run_with(
                             .find(folded)
                             .into_iter()
                             .map(|(_, span)| span)
+                            .filter(|&(s, _)| !folded[..s].ends_with('/'))
                             .find(|&(s, e)| !ok.iter().any(|&(_, (a, b))| a <= s && e <= b))
                     }
                 {
@@ -500,20 +504,34 @@ fn run_with(
 /// Whether the body is a credit offer, and the first credit term or
 /// pattern; with the cost it names. The bill of an existing loan (账单, 应还,
 /// "payment due") is no offer unless something offers credit again (申请,
-/// 可借, a prohibited claim).
+/// 可借, a prohibited claim). A lender whose own name is the only credit
+/// word (【信易贷】) offers credit when it makes a lending claim.
 fn credit_offer(
     l: &Lending,
     hits: &Hits,
-    claimed: bool,
+    claim: Option<Span>,
+    lender: bool,
     folded: &str,
     own: &[Span],
 ) -> (Option<Span>, Option<NamedCost>) {
-    let cost = lending::named_cost(folded)
-        .filter(|c| !own.iter().any(|&(a, b)| c.span.0 < b && a < c.span.1));
+    let claimed = claim.is_some();
     let term = hits
         .get(l.terms)
-        .or_else(|| lending::amount_offer(folded, own))
-        .or_else(|| cost.filter(|c| c.annual.is_some()).map(|c| c.span));
+        .or_else(|| lending::amount_offer(folded, own));
+    // The cost patterns only when a cost can be there: most bodies skip them.
+    let may_cost = term.is_some()
+        || folded.contains(['%', '$', '息', '厘'])
+        || folded.contains("万分之")
+        || folded.contains("每天");
+    let cost = if may_cost {
+        lending::named_cost(folded)
+            .filter(|c| !own.iter().any(|&(a, b)| c.span.0 < b && a < c.span.1))
+    } else {
+        None
+    };
+    let term = term
+        .or_else(|| cost.filter(|c| c.annual.is_some()).map(|c| c.span))
+        .or(claim.filter(|_| lender));
     let Some(term) = term else {
         return (None, None);
     };

@@ -270,6 +270,8 @@ struct NameParams {
     common_names: Vec<String>,
     #[serde(default)]
     cues: Vec<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -451,7 +453,12 @@ pub fn compile(kind: &str, table: toml::Table, lex: &mut LexiconBuilder) -> Resu
             let all: Vec<String> = p.names.iter().chain(&p.common_names).cloned().collect();
             Kind::Impersonation {
                 names: lex.add(&all)?,
-                matcher: Box::new(Matcher::new(&p.names, &p.common_names, &p.cues)?),
+                matcher: Box::new(Matcher::new(
+                    &p.names,
+                    &p.common_names,
+                    &p.cues,
+                    &p.warnings,
+                )?),
             }
         }
         "category_mismatch" => {

@@ -62,9 +62,8 @@ pub fn fold_into(text: &str, out: &mut String) {
         return;
     }
     out.reserve(text.len());
-    let mut chars = text.char_indices().peekable();
     let mut last: Option<char> = None;
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in text.char_indices() {
         if is_separator(c) && last.is_some_and(is_cjk) && separated_cjk(&text[i..]) {
             continue;
         }

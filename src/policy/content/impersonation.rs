@@ -27,6 +27,9 @@ pub struct Matcher {
     common: Vec<bool>,
     /// Partnership claims and requests to act.
     cues: Phrases,
+    /// Anti-fraud warnings: a sentence naming the institution to warn about
+    /// it (公检法不会设立安全账户, "the IRS will never text you") speaks for no one.
+    warnings: Phrases,
 }
 
 /// Words after a common-word name that make it the institution.
@@ -107,7 +110,12 @@ fn trailing_end(text: &str) -> usize {
 }
 
 impl Matcher {
-    pub fn new(names: &[String], common: &[String], cues: &[String]) -> Result<Matcher, String> {
+    pub fn new(
+        names: &[String],
+        common: &[String],
+        cues: &[String],
+        warnings: &[String],
+    ) -> Result<Matcher, String> {
         let all: Vec<String> = names.iter().chain(common).cloned().collect();
         let mut flags = vec![false; names.len()];
         flags.extend(std::iter::repeat_n(true, common.len()));
@@ -115,6 +123,7 @@ impl Matcher {
             names: Phrases::new(&all)?,
             common: flags,
             cues: Phrases::new(cues)?,
+            warnings: Phrases::new(warnings)?,
         })
     }
 
@@ -149,7 +158,10 @@ impl Matcher {
                 }
             }
             let leads = s == lead_at && (!signed || SPEAKER.iter().any(|w| after.starts_with(w)));
-            let acts = || self.cues.any_in(text, sentence(text, (s, e)));
+            let acts = || {
+                let sent = sentence(text, (s, e));
+                self.cues.any_in(text, sent) && !self.warnings.any_in(text, sent)
+            };
             (leads || signature || acts()).then_some((s, e))
         })
     }
@@ -174,6 +186,7 @@ mod tests {
                 "合作",
                 "official partner",
             ]),
+            &s(&["不会", "诈骗", "never"]),
         )
         .unwrap()
     }

@@ -77,6 +77,17 @@ fn reference_before(text: &str, start: usize, refs: &[String]) -> bool {
     let before = text[..start].trim_end_matches(|c: char| {
         c.is_whitespace() || matches!(c, ':' | '：' | '#' | '=' | '(' | '（' | '为' | '是')
     });
+    // A carrier's letter prefix (运单号SF1402…, tracking RM1234…).
+    let letters = before
+        .bytes()
+        .rev()
+        .take_while(u8::is_ascii_uppercase)
+        .count();
+    let before = if (1..=3).contains(&letters) {
+        before[..before.len() - letters].trim_end()
+    } else {
+        before
+    };
     let before = before
         .strip_suffix("No.")
         .or_else(|| before.strip_suffix("no."))
@@ -230,7 +241,7 @@ mod tests {
     #[test]
     fn references_are_not_numbers() {
         assert_eq!(found("订单号：202612051234 已发货"), Vec::<String>::new());
-        assert_eq!(found("运单号 SF 75012345678"), vec!["75012345678"]);
+        assert_eq!(found("运单号 SF 75012345678"), Vec::<String>::new());
         assert_eq!(found("运单号75012345678"), Vec::<String>::new());
         assert_eq!(found("Order #88812345 shipped"), Vec::<String>::new());
         assert_eq!(
@@ -238,6 +249,7 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(found("reorder 5551234567"), vec!["5551234567"]);
+        assert_eq!(found("运单号SF1402837465900"), Vec::<String>::new());
         assert_eq!(found("call 555-123-4567"), vec!["5551234567"]);
     }
 
