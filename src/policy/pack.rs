@@ -186,6 +186,9 @@ pub fn compile(file: &str, text: &str) -> Result<Pack, PolicyError> {
     }
 
     let mut lex = LexiconBuilder::default();
+    if lending_terms.is_some() {
+        crate::policy::content::lending::warm();
+    }
     let lending = lending_terms
         .map(|l| -> Result<Lending, String> {
             Ok(Lending {

@@ -37,7 +37,8 @@ fn is_separator(c: char) -> bool {
 /// The ASCII letter a non-ASCII letter is confusable with (Cyrillic а → a,
 /// Greek ο → o), if its UTS-39 skeleton is a single ASCII letter.
 fn confusable_ascii(c: char) -> Option<char> {
-    if c.is_ascii() || !c.is_alphabetic() || is_cjk(c) {
+    // Cheap tests first: most non-ASCII text is CJK.
+    if c.is_ascii() || is_cjk(c) || !c.is_alphabetic() {
         return None;
     }
     let mut buf = [0; 4];

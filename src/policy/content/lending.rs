@@ -164,10 +164,31 @@ fn principal(text: &str) -> Option<f64> {
     Some(n * scale).filter(|p| *p > 0.0)
 }
 
+/// Compiles the patterns now (at policy load), not at the first decision.
+pub fn warm() {
+    LazyLock::force(&AMOUNT);
+    LazyLock::force(&COSTS);
+}
+
+/// What a text must contain for a cost pattern of this kind to match: a
+/// cheap test that spares most bodies the regex.
+fn may_match(kind: Cost, text: &str) -> bool {
+    match kind {
+        Cost::PerTenThousand => text.contains("万分之"),
+        Cost::FenLi => text.contains(['分', '厘']),
+        Cost::PercentChinese | Cost::PercentEnglish => text.contains('%'),
+        Cost::Fee => text.contains('$'),
+        Cost::DailyYuan => text.contains(['元', '块']),
+    }
+}
+
 /// The first cost pattern in `text`, with its implied annual rate.
 pub fn named_cost(text: &str) -> Option<NamedCost> {
     let mut best: Option<NamedCost> = None;
     for (r, kind) in COSTS.iter() {
+        if !may_match(*kind, text) {
+            continue;
+        }
         let Some(c) = r.captures(text) else {
             continue;
         };
@@ -275,7 +296,8 @@ pub fn annual_figure(terms: &[String]) -> Result<Vec<Regex>, String> {
 
 /// Does the text give an annualized percentage figure?
 pub fn has_annual_figure(text: &str, figure: &[Regex]) -> bool {
-    figure.iter().any(|r| r.is_match(text))
+    // Every figure is a percentage.
+    text.contains('%') && figure.iter().any(|r| r.is_match(text))
 }
 
 /// An annual rate for a reason's detail: 18.25%, 12%, 391%.
