@@ -155,6 +155,8 @@ pub struct Case {
     pub consent: Vec<ConsentEvent>,
     pub expect_outcome: String,
     pub expect_codes: BTreeSet<String>,
+    /// Codes that may be given or not (`expect.maybe`).
+    pub expect_maybe: BTreeSet<String>,
     pub expect_release_at: Option<DateTime<Utc>>,
     pub known_gap: Option<String>,
 }
@@ -217,6 +219,10 @@ struct ExpectToml {
     outcome: String,
     #[serde(default)]
     codes: Vec<String>,
+    /// Codes the contract allows but does not require (`quiet_hours` on a
+    /// rejected event, CONTRACT §10): neither required nor counted.
+    #[serde(default)]
+    maybe: Vec<String>,
     release_at: Option<toml::Value>,
 }
 
@@ -430,15 +436,24 @@ fn resolve(
         )));
     }
     let mut codes = BTreeSet::new();
-    for code in &c.expect.codes {
-        if !CONTRACT_CODES.contains(&code.as_str()) {
-            return Err(bad(format!(
-                "expect.codes: {code:?} is not a CONTRACT §7 code"
-            )));
+    let mut maybe = BTreeSet::new();
+    for (field, list, set) in [
+        ("codes", &c.expect.codes, &mut codes),
+        ("maybe", &c.expect.maybe, &mut maybe),
+    ] {
+        for code in list {
+            if !CONTRACT_CODES.contains(&code.as_str()) {
+                return Err(bad(format!(
+                    "expect.{field}: {code:?} is not a CONTRACT §7 code"
+                )));
+            }
+            if !set.insert(code.clone()) {
+                return Err(bad(format!("expect.{field}: {code:?} listed twice")));
+            }
         }
-        if !codes.insert(code.clone()) {
-            return Err(bad(format!("expect.codes: {code:?} listed twice")));
-        }
+    }
+    if let Some(code) = codes.intersection(&maybe).next() {
+        return Err(bad(format!("expect: {code:?} is in both codes and maybe")));
     }
     if (c.expect.outcome == "approve") != codes.is_empty() {
         return Err(bad(
@@ -458,6 +473,7 @@ fn resolve(
         consent,
         expect_outcome: c.expect.outcome.clone(),
         expect_codes: codes,
+        expect_maybe: maybe,
         expect_release_at,
         known_gap: c.known_gap.clone().filter(|g| !g.trim().is_empty()),
     })
