@@ -205,3 +205,56 @@ fn a_directory_loads_registry_and_cases() {
     assert_eq!(code, EXIT_INVALID);
     assert!(out.contains("bad.toml"), "{out}");
 }
+
+const NIGHT: &str = r#"
+[defaults]
+now = "2026-12-02T02:30:00Z"
+opted_in = true
+event = { to = "+12125550123", sender = "shop", category = "marketing" }
+[[case]]
+name = "night-no-optout"
+basis = "CONTRACT §10 reject beats defer"
+event = { body = "Sunny Shop: boots" }
+expect = { outcome = "reject", codes = ["content.optout_missing"], maybe = ["quiet_hours"] }
+[[case]]
+name = "night-defer"
+basis = "CONTRACT §7 quiet_hours"
+event = { body = "Sunny Shop: boots. Reply STOP to opt out" }
+expect = { outcome = "defer", codes = ["quiet_hours"], release_at = "RELEASE" }
+"#;
+
+#[test]
+fn maybe_codes_are_neither_required_nor_scored_and_release_at_is_compared() {
+    let text = NIGHT.replace("RELEASE", "2026-12-02T13:00:00Z");
+    let book = Casebook {
+        runs: parse_files(&[file("n.toml", &text)]).unwrap(),
+        ..Casebook::default()
+    };
+    let report = book.run(&policy());
+    assert_eq!(report.count(Status::Pass), 2, "{report}");
+    assert_eq!(
+        report.codes["quiet_hours"].tp, 1,
+        "only the defer case scores it"
+    );
+    let wrong = NIGHT.replace("RELEASE", "2026-12-02T12:00:00Z");
+    let book = Casebook {
+        runs: parse_files(&[file("n.toml", &wrong)]).unwrap(),
+        ..Casebook::default()
+    };
+    let report = book.run(&policy());
+    assert_eq!(report.count(Status::Fail), 1);
+    assert!(
+        report
+            .to_string()
+            .contains("release_at expected 2026-12-02T12:00:00Z got 2026-12-02T13:00:00Z"),
+        "{report}"
+    );
+    let both = NIGHT.replace(
+        "maybe = [\"quiet_hours\"]",
+        "maybe = [\"content.optout_missing\"]",
+    );
+    let err = parse_files(&[file("n.toml", &both)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in both codes and maybe"), "{err}");
+}
