@@ -13,8 +13,10 @@
 //! - [`heap`] returns the C heap's free pages to the system.
 //! - [`procfs`] reads CPU time and thread names from Linux `/proc`.
 //! - [`bench`] is the benchmark harness and the load generator.
+//! - [`casebook`] runs labelled policy cases (`smsgate policy test`).
 
 pub mod bench;
+pub mod casebook;
 pub mod check;
 pub mod config;
 pub mod consent;
