@@ -116,6 +116,13 @@ enum PolicyCommand {
         /// Pack files to check (default: the configured packs).
         files: Vec<PathBuf>,
     },
+    /// Run the labelled cases of DIR against the packs; exit 0 all pass, 1 any failure, 2 invalid cases.
+    Test {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of case files (format: tests/corpus/README.md).
+        dir: PathBuf,
+    },
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -240,6 +247,15 @@ fn policy_command(command: PolicyCommand) -> ExitCode {
                     ExitCode::from(EXIT_CONFIG)
                 }
             }
+        }
+        PolicyCommand::Test { config, dir } => {
+            let settings = match Settings::load(config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+            };
+            let (report, code) = smsgate::casebook::test_dir(&dir, &settings.policy_source(&[]));
+            print!("{report}");
+            ExitCode::from(code)
         }
     }
 }

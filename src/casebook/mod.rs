@@ -11,25 +11,6 @@
 //! share one state in order, every decision recorded as `check` does, for
 //! frequency caps and duplicates.
 //!
-//! Wiring `smsgate policy test DIR [--config FILE]` (not done here; the
-//! command module is being restructured):
-//!
-//! ```text
-//! // in PolicyCommand:
-//! /// Run the labelled cases of DIR against the packs; exit 0 all pass, 1 any failure, 2 invalid cases.
-//! Test { #[arg(long)] config: Option<PathBuf>, dir: PathBuf },
-//! // in policy_command():
-//! PolicyCommand::Test { config, dir } => {
-//!     let settings = match Settings::load(config.as_deref()) {
-//!         Ok(s) => s,
-//!         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
-//!     };
-//!     let (report, code) = smsgate::casebook::test_dir(&dir, &settings.policy_source(&[]));
-//!     print!("{report}");
-//!     ExitCode::from(code)
-//! }
-//! ```
-//!
 //! [`test_dir`] returns the printable report and the exit code:
 //! [`EXIT_PASS`] (0) when every case passes or is a `known_gap` that still
 //! fails, [`EXIT_FAIL`] (1) when a case fails or a `known_gap` case now passes
