@@ -4,6 +4,8 @@
 //!
 //! - [`cli`]: the `smsgate` command, one file per command (`run`, `check`,
 //!   `policy lint`, `demo`, `generate`, `healthcheck`).
+//! - [`casebook`]: labelled policy cases run through the policy
+//!   (`smsgate policy test`, the corpus ratchet).
 //! - [`config`]: settings layered from defaults, file and environment.
 //! - [`contract`]: the wire records only (outbound event, consent event,
 //!   inbound reply, decision) and their parsing.
@@ -24,6 +26,7 @@
 //! Dependencies point inward: `cli` → `gate` → `state` → `policy` →
 //! `contract`; `policy` never imports `state`, `gate` or `telemetry`.
 
+pub mod casebook;
 pub mod cli;
 pub mod config;
 pub mod contract;

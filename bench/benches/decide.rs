@@ -224,8 +224,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let registry =
-        Registry::parse(include_str!("../config/senders.example.toml")).expect("sample registry");
+    let registry = Registry::parse(include_str!("../../config/senders.example.toml"))
+        .expect("sample registry");
     let policy = Policy::with_registry(registry);
     let events = events();
     let state = state(&events);

@@ -8,8 +8,8 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use smsgate_bench::step;
 use smsgate::policy::Policy;
+use smsgate_bench::step;
 
 const EVENTS: u64 = 10_000;
 

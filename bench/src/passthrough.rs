@@ -128,9 +128,9 @@ pub fn run(settings: &Settings, expected: u64, timeout: Duration) -> Result<Pass
         .map(|mut l| l.reserve(expected as usize))
         .ok();
     let producer: ThreadedProducer<Delivery> =
-        kafka::producer(settings).create_with_context(Delivery(shared.clone()))?;
+        clients::producer(settings).create_with_context(Delivery(shared.clone()))?;
     let consumer: BaseConsumer<Quiet> =
-        kafka::group_consumer(settings).create_with_context(Quiet)?;
+        clients::group_consumer(settings).create_with_context(Quiet)?;
     consumer.subscribe(&[&settings.topics.outbound])?;
     let out = settings.topics.approved.as_str();
     let input = settings.topics.outbound.as_str();

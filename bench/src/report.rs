@@ -288,7 +288,7 @@ impl Results {
             "machine": {"cores": cores(), "load_average_at_start": load_average()},
             "broker": match &opts.brokers {
                 Some(b) => format!("existing Kafka at {b}"),
-                None => format!("tansu (memory storage) at {brokers}"),
+                None => format!("kafka {} (started for the run) at {brokers}", super::broker::KAFKA_VERSION),
             },
             "events": events,
             "partitions": opts.partitions,
@@ -423,7 +423,7 @@ mod tests {
             events: 1_000_000,
             partitions: 4,
             brokers: None,
-            tansu: PathBuf::from("tansu"),
+            kafka_home: PathBuf::from("/opt/smsgate-kafka/4.1.0"),
             gate: PathBuf::from("smsgate"),
             out: PathBuf::from("out"),
             seed: 1,

@@ -55,7 +55,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("smsgate-rules-off-{}", std::process::id()));
         let n = write_packs(None, &dir).unwrap();
         let source = PolicySource {
-            senders: vec!["config/senders.example.toml".into()],
+            senders: vec![crate::sample_senders()],
             packs: Some(dir.clone()),
         };
         let policy = Policy::load(&source).unwrap();

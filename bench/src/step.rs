@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use smsgate::synth::workload::Workload;
 use crate::{BenchError, rules_off};
 use smsgate::config::Topics;
 use smsgate::contract::decision::Source;
-use smsgate::gate::route::route;
 use smsgate::gate::decide::BATCH;
+use smsgate::gate::route::route;
 use smsgate::policy::{Origin, Policy, PolicyError, PolicySource};
 use smsgate::state::Stores;
+use smsgate::synth::workload::Workload;
 
 /// Input partitions the events are spread over.
 pub const PARTITIONS: i32 = 4;
@@ -40,7 +40,7 @@ pub fn clock() -> DateTime<Utc> {
 /// example sender registry the benchmark uses.
 pub fn policy(packs: Option<&Path>) -> Result<Policy, PolicyError> {
     Policy::load(&PolicySource {
-        senders: vec![PathBuf::from("config/senders.example.toml")],
+        senders: vec![crate::sample_senders()],
         packs: packs.map(Path::to_path_buf),
     })
 }
@@ -160,7 +160,8 @@ mod tests {
             .iter()
             .filter(|(p, e)| {
                 let d = stores.decide(&policy, *p, e, Origin::Intake, clock());
-                d.decision.has(smsgate::contract::decision::ReasonCode::Duplicate)
+                d.decision
+                    .has(smsgate::contract::decision::ReasonCode::Duplicate)
             })
             .count();
         assert!(again >= 290, "only {again} of 300 remembered");

@@ -1,6 +1,6 @@
 //! The benchmark command itself (`smsgate-bench`, what `scripts/bench`
 //! runs), end to end on a small input against the real broker process: it
-//! starts its own Tansu, preloads, runs the pass-through, the gate and the
+//! starts its own Kafka, preloads, runs the pass-through, the gate and the
 //! gate with its rules off, prints the contract's summary line and writes
 //! the JSON; and with `--brokers`, on a broker it did not start. Figures
 //! are not asserted (they belong to the benchmark); the shape and the
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use support::broker::{Broker, INSTALL_HINT, memory_binary};
+use support::broker::{self, Broker, INSTALL_HINT};
 
 const EVENTS: u64 = 3_000;
 
@@ -27,14 +27,12 @@ struct Run {
 /// and a fresh results directory); panics unless it succeeds and wrote one
 /// JSON file.
 fn bench(name: &str, args: &[&str]) -> Run {
-    let tansu = memory_binary().expect(INSTALL_HINT);
+    broker::libs().expect(INSTALL_HINT);
     let out = std::env::temp_dir().join(format!("smsgate-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_smsgate-bench"))
         .args(args)
         .args(["--timeout", "300"])
-        .arg("--tansu")
-        .arg(&tansu)
         .arg("--gate")
         .arg(support::gate::bin())
         .arg("--out")
@@ -109,7 +107,7 @@ fn the_benchmark_prints_its_summary_line_and_writes_every_run_as_json() {
     assert!(
         results["broker"]
             .as_str()
-            .is_some_and(|b| b.starts_with("tansu")),
+            .is_some_and(|b| b.starts_with("kafka 4.1.0")),
         "{}",
         results["broker"]
     );

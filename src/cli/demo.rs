@@ -7,7 +7,6 @@
 //! live summary and serves `/metrics` while it runs. It always finishes: when
 //! every event is decided and acknowledged, or at `--duration`.
 
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,11 +16,11 @@ use chrono::Utc;
 
 use crate::config::Settings;
 use crate::contract::decision::Outcome;
-use crate::telemetry::metrics::Snapshot;
 use crate::gate::{Gate, Shutdown};
 use crate::policy::{Policy, PolicySource};
 use crate::synth::cluster::MockKafka;
 use crate::synth::workload::Workload;
+use crate::telemetry::metrics::Snapshot;
 
 /// The example registry, embedded so the demo works from any directory.
 pub const EXAMPLE_SENDERS: &str = include_str!("../../config/senders.example.toml");
@@ -108,7 +107,9 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<Demo
     let recipients = opts.events.clamp(100, 2000);
     let mut generator = Workload::new(0x5e_6a7e, now, recipients, "demo");
     let seeder = mock.producer()?;
-    let consent: Vec<_> = (0..recipients).flat_map(|i| generator.consent_for(i)).collect();
+    let consent: Vec<_> = (0..recipients)
+        .flat_map(|i| generator.consent_for(i))
+        .collect();
     let without_evidence = consent.iter().filter(|c| !c.counts()).count();
     for c in &consent {
         seeder.send(
@@ -300,4 +301,3 @@ pub fn command(opts: DemoOptions) -> ExitCode {
         Err(e) => super::fail(1, &e.to_string()),
     }
 }
-

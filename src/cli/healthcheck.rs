@@ -41,4 +41,3 @@ pub fn probe(listen: &str, path: &str) -> Result<(), String> {
         Err(format!("{path} on {addr} answered {status}"))
     }
 }
-

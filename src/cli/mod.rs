@@ -118,6 +118,13 @@ pub enum PolicyCommand {
         /// Pack files to check (default: the configured packs).
         files: Vec<PathBuf>,
     },
+    /// Run the labelled cases of DIR against the packs; exit 0 all pass, 1 any failure, 2 invalid cases.
+    Test {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of case files (format: tests/corpus/README.md).
+        dir: PathBuf,
+    },
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

@@ -1,5 +1,6 @@
 //! `smsgate policy lint`: load packs and the registry, print every error
-//! or a summary of the rules per pack.
+//! or a summary of the rules per pack. `smsgate policy test DIR`: run a
+//! directory of labelled cases through the policy ([`crate::casebook`]).
 
 use std::process::ExitCode;
 
@@ -29,9 +30,17 @@ pub fn command(command: PolicyCommand) -> ExitCode {
                 }
             }
         }
+        PolicyCommand::Test { config, dir } => {
+            let settings = match Settings::load(config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+            };
+            let (report, code) = crate::casebook::test_dir(&dir, &settings.policy_source(&[]));
+            print!("{report}");
+            ExitCode::from(code)
+        }
     }
 }
-
 
 /// `smsgate policy lint`: compiles the given pack files (or, with none, the
 /// configured policy) and returns a per-pack summary, or every error found.

@@ -35,4 +35,3 @@ pub fn run(settings: Settings) -> ExitCode {
         Err(e) => fail(1, &e.to_string()),
     }
 }
-

@@ -54,6 +54,18 @@ impl ConsentEvent {
         Ok(event)
     }
 
+    /// The record key on the compacted consent topic: `<to>|<sender or *>|<scope>`
+    /// (CONTRACT §1, §10). One key per fact, so compaction never lets one
+    /// sender's opt-out overwrite another sender's consent.
+    pub fn topic_key(&self) -> String {
+        let scope = match self.scope {
+            ConsentScope::Marketing => "marketing",
+            ConsentScope::All => "all",
+            ConsentScope::Personalization => "personalization",
+        };
+        format!("{}|{}|{scope}", self.to, self.sender)
+    }
+
     /// An `opt_in` without evidence is ignored (CONTRACT §3).
     pub fn counts(&self) -> bool {
         self.action == ConsentAction::OptOut
@@ -126,6 +138,20 @@ mod tests {
         let mut no_ev = e.clone();
         no_ev.evidence_id = None;
         assert!(!no_ev.counts());
+    }
+
+    #[test]
+    fn topic_key_names_one_fact() {
+        let e = ConsentEvent::parse(br#"{"to":"+8613812345678","action":"opt_out","scope":"marketing","sender":"huinong-credit","at":"2026-10-01T10:00:00+08:00","source":"reply:TD"}"#).unwrap();
+        assert_eq!(e.topic_key(), "+8613812345678|huinong-credit|marketing");
+        let all = ConsentEvent::parse(br#"{"to":"+8613812345678","action":"opt_out","scope":"all","sender":"*","at":"2026-10-01T10:00:00+08:00","source":"reply:STOPALL"}"#).unwrap();
+        assert_eq!(all.topic_key(), "+8613812345678|*|all");
+        let mut p = e.clone();
+        p.scope = ConsentScope::Personalization;
+        assert_eq!(
+            p.topic_key(),
+            "+8613812345678|huinong-credit|personalization"
+        );
     }
 
     #[test]

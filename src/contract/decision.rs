@@ -93,6 +93,7 @@ reason_codes! {
     OptoutMissing => "content.optout_missing", Reject;
     UrlNotAllowed => "content.url_not_allowed", Reject;
     UrlShortener => "content.url_shortener", Reject;
+    UrlLookalike => "content.url_lookalike", Reject;
     PhoneNotAllowed => "content.phone_not_allowed", Reject;
     ProhibitedClaim => "content.prohibited_claim", Reject;
     AprMissing => "content.apr_missing", Reject;
@@ -354,7 +355,7 @@ mod tests {
         for code in ReasonCode::ALL {
             assert_eq!(ReasonCode::parse(code.as_str()), Some(*code));
         }
-        assert_eq!(ReasonCode::ALL.len(), 25);
+        assert_eq!(ReasonCode::ALL.len(), 26);
         // Metrics index per-code counters by the discriminant.
         for (i, code) in ReasonCode::ALL.iter().enumerate() {
             assert_eq!(*code as usize, i);

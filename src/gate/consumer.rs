@@ -19,11 +19,11 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
-use crate::gate::feeds::restore::ChangelogReader;
-use crate::gate::delivery::producer::{Dispatcher, Flight};
 use crate::gate::decide::Workers;
-use crate::telemetry::metrics::Metrics;
+use crate::gate::delivery::producer::{Dispatcher, Flight};
+use crate::gate::feeds::restore::ChangelogReader;
 use crate::state::Stores;
+use crate::telemetry::metrics::Metrics;
 
 pub struct GateContext {
     pub(crate) flight: Arc<Flight>,

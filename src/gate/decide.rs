@@ -27,20 +27,20 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::gate::delivery::producer::{Dispatcher, Flight};
-use crate::gate::delivery::offsets::Epoch;
-use crate::gate::delivery::pending::Pending;
-use crate::gate::route;
 use crate::config::Topics;
 use crate::contract::decision::{Decision, Outcome, Source};
 use crate::contract::event::OutboundSms;
-use crate::telemetry::mask;
-use crate::telemetry::metrics::Metrics;
+use crate::gate::delivery::offsets::Epoch;
+use crate::gate::delivery::pending::Pending;
+use crate::gate::delivery::producer::{Dispatcher, Flight};
+use crate::gate::route;
 use crate::policy::live::LivePolicy;
 use crate::policy::{Origin, Policy};
 use crate::state::Stores;
 use crate::state::changelog::ChangelogEntry;
 use crate::state::partition::key_is_recipient;
+use crate::telemetry::mask;
+use crate::telemetry::metrics::Metrics;
 
 /// Jobs per hand-over to a worker.
 pub const BATCH: usize = 64;

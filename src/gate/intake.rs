@@ -19,12 +19,12 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::gate::committer::Committer;
-use crate::gate::delivery::pending::Pending;
-use crate::gate::consumer::GateConsumer;
-use crate::gate::shutdown::Shutdown;
-use crate::gate::decide::Job;
 use crate::config::Settings;
+use crate::gate::committer::Committer;
+use crate::gate::consumer::GateConsumer;
+use crate::gate::decide::Job;
+use crate::gate::delivery::pending::Pending;
+use crate::gate::shutdown::Shutdown;
 use crate::policy::Origin;
 use crate::state::Stores;
 
@@ -139,11 +139,14 @@ impl Intake<'_> {
         };
         // A held message handed back at its release time is decided again
         // in full, as a release (see `release`).
-        let origin = if crate::gate::feeds::release::header(m, crate::gate::feeds::release::HEADER_RELEASE).is_some() {
-            Origin::Release
-        } else {
-            Origin::Intake
-        };
+        let origin =
+            if crate::gate::feeds::release::header(m, crate::gate::feeds::release::HEADER_RELEASE)
+                .is_some()
+            {
+                Origin::Release
+            } else {
+                Origin::Intake
+            };
         let job = Job {
             partition,
             offset,

@@ -39,14 +39,14 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::Producer as _;
 
 use crate::config::Settings;
-use crate::telemetry::metrics::server::{ListenError, MetricsServer};
-use crate::telemetry::metrics::{Metrics, Snapshot};
 use crate::policy::Policy;
 use crate::policy::live::LivePolicy;
 use crate::state::Stores;
-use feeds::consent::ConsentFeed;
-use delivery::producer::{Dispatcher, Flight};
+use crate::telemetry::metrics::server::{ListenError, MetricsServer};
+use crate::telemetry::metrics::{Metrics, Snapshot};
 use consumer::{GateConsumer, GateContext};
+use delivery::producer::{Dispatcher, Flight};
+use feeds::consent::ConsentFeed;
 pub use shutdown::Shutdown;
 
 /// How long closing the consumer (leaving the group) may take after the
@@ -281,8 +281,8 @@ impl Gate {
             // topics on first use).
             Err(e) => tracing::warn!(error = %e, "changelog topic not created"),
         }
-        let changelog_reader =
-            feeds::restore::ChangelogReader::new(s).map_err(|e| PipelineError::Client(e.to_string()))?;
+        let changelog_reader = feeds::restore::ChangelogReader::new(s)
+            .map_err(|e| PipelineError::Client(e.to_string()))?;
         let changelog_topic = changelog_reader.topic().to_string();
         self.metrics.output_topics(&[
             &s.topics.approved,

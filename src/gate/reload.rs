@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use crate::telemetry::metrics::Metrics;
 use crate::policy::live::{LivePolicy, Replaced};
 use crate::policy::{Policy, PolicySource};
+use crate::telemetry::metrics::Metrics;
 
 use crate::gate::shutdown::Shutdown;
 

@@ -12,7 +12,9 @@
 use std::borrow::Cow;
 
 use crate::config::Topics;
-use crate::contract::decision::{Decision, EventBody, Outcome, QuarantineRecord, Source, format_time};
+use crate::contract::decision::{
+    Decision, EventBody, Outcome, QuarantineRecord, Source, format_time,
+};
 use crate::contract::event::MAX_EVENT_BYTES;
 
 pub const HEADER_OUTCOME: &str = "smsgate-outcome";

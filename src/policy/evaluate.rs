@@ -12,6 +12,9 @@ use chrono_tz::Tz;
 use crate::contract::decision::{Reason, ReasonCode};
 use crate::contract::event::OutboundSms;
 use crate::policy::consent::{self, ConsentVerdict};
+use crate::policy::content::fold::fold_into;
+use crate::policy::content::hosts;
+use crate::policy::content::lending::{self, NamedCost};
 use crate::policy::content::links::{self, HostKind, Link};
 use crate::policy::content::normalize::normalize_into;
 use crate::policy::content::phones::{self, is_sender_number};
@@ -20,7 +23,7 @@ use crate::policy::content::signature::{self, Signature};
 use crate::policy::content::{Facts, segments};
 use crate::policy::jurisdiction::{self, NanpTable};
 use crate::policy::lexicon::{Hits, Span};
-use crate::policy::pack::{Pack, Rule};
+use crate::policy::pack::{Lending, Pack, Rule};
 use crate::policy::quiet_hours::{self, Hhmm, Week};
 use crate::policy::rules::{Kind, QuietRule};
 use crate::policy::sender::SenderProfile;
@@ -37,6 +40,7 @@ const FALLBACK_TLDS: &[&str] = &[
 #[derive(Default)]
 struct Scratch {
     text: String,
+    folded: String,
     own: Vec<Span>,
     links: Vec<Link>,
     pii: Vec<Pii>,
@@ -143,17 +147,31 @@ fn run_with(
 
     // Facts about the body, computed once, and only when a rule reads it.
     s.text.clear();
+    s.folded.clear();
+    s.own.clear();
+    let mut own_found = false;
     let hits = if wants(reads_body) {
         normalize_into(&event.body, &mut s.text);
-        let (text, own) = (&s.text, &mut s.own);
-        pack.lexicon.scan(text, move || {
-            sender.own_names(text, own);
+        fold_into(&s.text, &mut s.folded);
+        let (folded, own, found) = (&s.folded, &mut s.own, &mut own_found);
+        pack.lexicon.scan(folded, move || {
+            sender.own_names(folded, own);
+            *found = true;
             own
         })
     } else {
         Hits::none()
     };
+    // Lending patterns and the detailed name rules need the sender's own
+    // names even when no keyword asked for them.
+    let names_hit =
+        active().any(|r| matches!(&r.kind, Kind::Impersonation { names, .. } if hits.has(*names)));
+    if !own_found && !s.folded.is_empty() && (pack.lending.is_some() || names_hit) {
+        sender.own_names(&s.folded, &mut s.own);
+    }
     let text = s.text.as_str();
+    let folded = s.folded.as_str();
+    let own = s.own.as_slice();
     s.links.clear();
     s.pii.clear();
     if wants(|k| matches!(k, Kind::Links { .. } | Kind::Phones { .. })) {
@@ -177,9 +195,19 @@ fn run_with(
             .unwrap_or((true, true));
         pii::find(text, prc, cards, &mut s.pii);
     }
+    let claim = active().find_map(|r| match &r.kind {
+        Kind::Claims { terms } => hits.get(*terms),
+        _ => None,
+    });
+    let (lending, cost) = match pack.lending {
+        Some(l) if !folded.is_empty() => credit_offer(&l, &hits, claim, sender.lender, folded, own),
+        _ => (None, None),
+    };
     let facts = Facts {
         text,
-        lending: pack.lending.and_then(|l| hits.get(l)),
+        folded,
+        own,
+        lending,
         hits,
         links: &s.links,
         pii: &s.pii,
@@ -258,7 +286,30 @@ fn run_with(
             Kind::Links { shorteners, .. } => {
                 link_reasons(rule, &facts, sender, shorteners, reasons)
             }
-            Kind::Phones { min, max, money } => {
+            Kind::Lookalike { brands } => {
+                if let Some((host, real)) = facts.links.iter().find_map(|l| {
+                    let raw = facts.raw(l.host);
+                    let ascii = hosts::to_ascii(raw)?;
+                    if links::classify(&ascii, &sender.domains, &[]) == HostKind::Sender {
+                        return None;
+                    }
+                    let p = hosts::imitates(&ascii, &sender.protected)
+                        .or_else(|| hosts::imitates(&ascii, brands))?;
+                    Some((raw, p.domain.as_str()))
+                }) {
+                    reasons.push(reason(
+                        rule,
+                        ReasonCode::UrlLookalike,
+                        format!("link host \"{host}\" imitates {real}"),
+                    ));
+                }
+            }
+            Kind::Phones {
+                min,
+                max,
+                money,
+                references,
+            } => {
                 if digits < *min {
                     continue;
                 }
@@ -267,7 +318,7 @@ fn run_with(
                 s.skip.extend(facts.pii.iter().map(|p| p.span));
                 let mut bad: Option<(usize, String)> = None;
                 let mut count = 0;
-                phones::find(text, *min, *max, money, &s.skip, |n| {
+                phones::find(text, *min, *max, money, references, &s.skip, |n| {
                     if !is_sender_number(n.digits(), &sender.numbers) {
                         count += 1;
                         if bad.is_none() {
@@ -312,14 +363,23 @@ fn run_with(
                 }
             }
             Kind::Apr { rates, annualized } => {
+                let named = cost
+                    .map(|c| (c.span, c.annual))
+                    .or_else(|| facts.hits.get(*rates).map(|r| (r, None)));
                 if facts.lending.is_some()
-                    && let Some(r) = facts.hits.get(*rates)
-                    && !facts.hits.has(*annualized)
+                    && let Some((span, annual)) = named
+                    && !lending::has_annual_figure(folded, annualized)
                 {
+                    let implied = annual.map_or(String::new(), |a| {
+                        format!(" (implied {} a year, simple)", lending::format_rate(a))
+                    });
                     reasons.push(reason(
                         rule,
                         ReasonCode::AprMissing,
-                        format!("states \"{}\" without an annualized rate", facts.at(r)),
+                        format!(
+                            "states \"{}\" without an annualized rate{implied}",
+                            facts.at(span)
+                        ),
                     ));
                 }
             }
@@ -359,8 +419,10 @@ fn run_with(
                     ));
                 }
             }
-            Kind::Impersonation { names } => {
-                if let Some(n) = facts.hits.get(*names) {
+            Kind::Impersonation { names, matcher } => {
+                if facts.hits.has(*names)
+                    && let Some(n) = matcher.find(folded, own)
+                {
                     reasons.push(reason(
                         rule,
                         ReasonCode::Impersonation,
@@ -371,21 +433,34 @@ fn run_with(
                     ));
                 }
             }
-            Kind::CategoryMismatch { terms } => {
-                if let Some(t) = facts.hits.get(*terms) {
+            Kind::CategoryMismatch { terms, patterns } => {
+                let found = facts.hits.get(*terms).map(|t| facts.at(t)).or_else(|| {
+                    patterns
+                        .iter()
+                        .find_map(|p| p.find(folded))
+                        .map(|m| m.as_str())
+                });
+                if let Some(t) = found {
                     reasons.push(reason(
                         rule,
                         ReasonCode::CategoryMismatch,
-                        format!(
-                            "{} body is promotional: \"{}\"",
-                            event.category.as_str(),
-                            facts.at(t)
-                        ),
+                        format!("{} body is promotional: \"{t}\"", event.category.as_str()),
                     ));
                 }
             }
-            Kind::Shaft { terms } => {
-                if let Some(t) = facts.hits.get(*terms) {
+            Kind::Shaft { terms, words } => {
+                let (found, harmless) = &**words;
+                if facts.hits.has(*terms)
+                    && let Some(t) = {
+                        let ok = harmless.find(folded);
+                        found
+                            .find(folded)
+                            .into_iter()
+                            .map(|(_, span)| span)
+                            .filter(|&(s, _)| !folded[..s].ends_with('/'))
+                            .find(|&(s, e)| !ok.iter().any(|&(_, (a, b))| a <= s && e <= b))
+                    }
+                {
                     reasons.push(reason(
                         rule,
                         ReasonCode::Shaft,
@@ -426,6 +501,46 @@ fn run_with(
     Some(quiet_hours::release_at(&constraints, now).unwrap_or(now + chrono::Duration::hours(24)))
 }
 
+/// Whether the body is a credit offer, and the first credit term or
+/// pattern; with the cost it names. The bill of an existing loan (账单, 应还,
+/// "payment due") is no offer unless something offers credit again (申请,
+/// 可借, a prohibited claim). A lender whose own name is the only credit
+/// word (【信易贷】) offers credit when it makes a lending claim.
+fn credit_offer(
+    l: &Lending,
+    hits: &Hits,
+    claim: Option<Span>,
+    lender: bool,
+    folded: &str,
+    own: &[Span],
+) -> (Option<Span>, Option<NamedCost>) {
+    let claimed = claim.is_some();
+    let term = hits
+        .get(l.terms)
+        .or_else(|| lending::amount_offer(folded, own));
+    // The cost patterns only when a cost can be there: most bodies skip them.
+    let may_cost = term.is_some()
+        || folded.contains(['%', '$', '息', '厘'])
+        || folded.contains("万分之")
+        || folded.contains("每天");
+    let cost = if may_cost {
+        lending::named_cost(folded)
+            .filter(|c| !own.iter().any(|&(a, b)| c.span.0 < b && a < c.span.1))
+    } else {
+        None
+    };
+    let term = term
+        .or_else(|| cost.filter(|c| c.annual.is_some()).map(|c| c.span))
+        .or(claim.filter(|_| lender));
+    let Some(term) = term else {
+        return (None, None);
+    };
+    if hits.has(l.bills) && !hits.has(l.offers) && !claimed {
+        return (None, None);
+    }
+    (Some(term), cost)
+}
+
 fn link_reasons(
     rule: &Rule,
     facts: &Facts<'_>,
@@ -436,8 +551,17 @@ fn link_reasons(
     let mut shortener: Option<&str> = None;
     let mut other: Option<&str> = None;
     for link in facts.links {
-        let host = facts.at(link.host);
-        match links::classify(host, &sender.domains, shorteners) {
+        let host = facts.raw(link.host);
+        // Judged in the ASCII (punycode) form; bracketed IP literals as written.
+        let kind = if host.starts_with('[') {
+            HostKind::Shortener
+        } else {
+            match hosts::to_ascii(host) {
+                Some(ascii) => links::classify(&ascii, &sender.domains, shorteners),
+                None => HostKind::Other,
+            }
+        };
+        match kind {
             HostKind::Sender => {}
             HostKind::Shortener => shortener = shortener.or(Some(host)),
             HostKind::Other => other = other.or(Some(host)),

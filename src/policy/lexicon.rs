@@ -7,12 +7,20 @@
 //! A term that starts or ends with an ASCII letter or digit only matches at
 //! a word boundary ("IRS" is not found in "FIRST"). Matches inside the
 //! sender's own brand or aliases are ignored by the caller's exclusion spans.
+//!
+//! Terms and bodies are folded ([`fold`](super::content::fold)) before
+//! matching. Lists added with [`LexiconBuilder::add_words`] match Chinese
+//! terms only as words: a candidate glued to other CJK characters is
+//! confirmed by segmentation ([`words`](super::content::words)), so 可借 is
+//! not found in 可借鉴 and 下款 not in 以下款项.
 
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
-use super::content::normalize::normalize;
+use super::content::fold::fold;
+use super::content::normalize::{is_cjk, normalize};
+use super::content::words;
 
 /// At most this many keyword lists per pack (one bit each).
 pub const MAX_LISTS: usize = 32;
@@ -30,29 +38,48 @@ pub struct LexiconBuilder {
     patterns: Vec<String>,
     index: HashMap<String, usize>,
     masks: Vec<u32>,
+    /// Per pattern: confirm CJK word boundaries by segmentation.
+    words: Vec<bool>,
     lists: usize,
 }
 
 impl LexiconBuilder {
     /// Adds a list; returns its handle. Errors name the bad term.
     pub fn add(&mut self, terms: &[String]) -> Result<ListId, String> {
+        self.add_list(terms, false)
+    }
+
+    /// Adds a list whose Chinese terms of two or more characters match only
+    /// as words.
+    pub fn add_words(&mut self, terms: &[String]) -> Result<ListId, String> {
+        self.add_list(terms, true)
+    }
+
+    fn add_list(&mut self, terms: &[String], as_words: bool) -> Result<ListId, String> {
         if self.lists >= MAX_LISTS {
             return Err(format!("more than {MAX_LISTS} keyword lists in one pack"));
         }
         let id = self.lists;
         self.lists += 1;
         for term in terms {
-            let norm = normalize(term);
+            let norm = fold(&normalize(term));
             if norm.is_empty() {
                 return Err(format!("empty keyword {term:?}"));
             }
             let key = norm.to_ascii_lowercase();
             let at = *self.index.entry(key).or_insert_with(|| {
-                self.patterns.push(norm);
+                self.patterns.push(norm.clone());
                 self.masks.push(0);
+                self.words.push(false);
                 self.patterns.len() - 1
             });
             self.masks[at] |= 1 << id;
+            // A single character (贷) is a morpheme, not a word: substring.
+            let cjk_edge = norm.chars().next().is_some_and(is_cjk)
+                || norm.chars().next_back().is_some_and(is_cjk);
+            if as_words && cjk_edge && norm.chars().count() >= 2 {
+                self.words[at] = true;
+            }
         }
         Ok(ListId(id as u8))
     }
@@ -79,10 +106,14 @@ impl LexiconBuilder {
                     .map_err(|e| format!("keyword automaton: {e}"))?,
             )
         };
+        if self.words.iter().any(|w| *w) {
+            words::warm();
+        }
         Ok(Lexicon {
             automaton,
             masks: self.masks,
             edges,
+            words: self.words,
         })
     }
 }
@@ -95,6 +126,8 @@ pub struct Lexicon {
     masks: Vec<u32>,
     /// Per pattern: whether its first / last character needs a word boundary.
     edges: Vec<(bool, bool)>,
+    /// Per pattern: confirm CJK word boundaries by segmentation.
+    words: Vec<bool>,
 }
 
 /// The first match of every list in one body.
@@ -161,6 +194,9 @@ impl Lexicon {
             if spans.iter().any(|&(s, e)| start < e && s < end) {
                 continue;
             }
+            if self.words[p] && !words::is_word(text, start, end) {
+                continue;
+            }
             let mut rest = mask;
             while rest != 0 {
                 let list = rest.trailing_zeros() as usize;
@@ -200,6 +236,19 @@ mod tests {
         let own = [(0, "惠农信贷".len())];
         let h = l.scan("惠农信贷 hello", || &own);
         assert!(!h.has(ids[0]));
+    }
+
+    #[test]
+    fn word_lists_match_chinese_terms_as_words() {
+        let mut b = LexiconBuilder::default();
+        let id = b
+            .add_words(&["可借".to_string(), "工行".to_string()])
+            .unwrap();
+        let l = b.build().unwrap();
+        assert!(!l.scan("经验可借鉴", || &[]).has(id));
+        assert!(!l.scan("为施工行业提供手套", || &[]).has(id));
+        assert!(l.scan("最高可借20万", || &[]).has(id));
+        assert!(l.scan("您的工行账户", || &[]).has(id));
     }
 
     #[test]

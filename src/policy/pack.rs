@@ -7,7 +7,9 @@
 //! prefixes = ["+86"]          # recipient country codes this pack serves
 //!
 //! [lending]
-//! terms = ["贷", "借款", …]    # what makes a body lending content
+//! terms = ["贷", "借款", …]    # what makes a body lending content (Chinese as words)
+//! bills = ["账单", "应还", …]  # the bill of an existing loan: no offer by itself
+//! offers = ["申请", "可借", …] # what makes a body with a bill term an offer again
 //!
 //! [[rule]]
 //! id = "cn.quiet_hours"
@@ -78,8 +80,16 @@ pub struct Pack {
     pub description: String,
     pub rules: Vec<Rule>,
     pub lexicon: Lexicon,
-    /// `[lending] terms`, when the pack has lending rules.
-    pub lending: Option<ListId>,
+    /// `[lending]`, when the pack has lending rules.
+    pub lending: Option<Lending>,
+}
+
+/// A pack's `[lending]` lists.
+#[derive(Debug, Clone, Copy)]
+pub struct Lending {
+    pub terms: ListId,
+    pub bills: ListId,
+    pub offers: ListId,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +106,10 @@ struct Header {
 #[serde(deny_unknown_fields)]
 struct LendingSection {
     terms: Vec<String>,
+    #[serde(default)]
+    bills: Vec<String>,
+    #[serde(default)]
+    offers: Vec<String>,
 }
 
 fn invalid(file: &str, rule: Option<&str>, problem: impl Into<String>) -> PolicyError {
@@ -172,8 +186,17 @@ pub fn compile(file: &str, text: &str) -> Result<Pack, PolicyError> {
     }
 
     let mut lex = LexiconBuilder::default();
+    if lending_terms.is_some() {
+        crate::policy::content::lending::warm();
+    }
     let lending = lending_terms
-        .map(|l| lex.add(&l.terms))
+        .map(|l| -> Result<Lending, String> {
+            Ok(Lending {
+                terms: lex.add_words(&l.terms)?,
+                bills: lex.add(&l.bills)?,
+                offers: lex.add(&l.offers)?,
+            })
+        })
         .transpose()
         .map_err(|e| invalid(file, None, format!("[lending]: {e}")))?;
     let mut seen = HashSet::new();

@@ -9,12 +9,16 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use chrono_tz::Tz;
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 use crate::contract::decision::ReasonCode;
 use crate::contract::event::Category;
+use crate::policy::content::hosts::Protected;
+use crate::policy::content::impersonation::Matcher;
+use crate::policy::content::lending;
 use crate::policy::content::phones::MoneyMarkers;
+use crate::policy::content::phrases::Phrases;
 use crate::policy::lexicon::{LexiconBuilder, ListId};
 use crate::policy::quiet_hours::{DAY_NAMES, Week, Window};
 
@@ -28,6 +32,7 @@ pub const KINDS: &[&str] = &[
     "signature",
     "optout",
     "links",
+    "url_lookalike",
     "phones",
     "pii",
     "loan_license",
@@ -53,6 +58,7 @@ pub fn codes_of(kind: &str) -> &'static [ReasonCode] {
         "signature" => &[SignatureMissing, SignatureMismatch],
         "optout" => &[OptoutMissing],
         "links" => &[UrlNotAllowed, UrlShortener],
+        "url_lookalike" => &[UrlLookalike],
         "phones" => &[PhoneNotAllowed],
         "pii" => &[Pii],
         "loan_license" => &[LoanUnlicensed],
@@ -115,12 +121,19 @@ pub enum Kind {
     },
     Links {
         shorteners: Vec<String>,
+        /// Top-level domains besides the Public Suffix List's.
         tlds: Vec<String>,
+    },
+    /// Hosts imitating the sender's domains or these brands' domains.
+    Lookalike {
+        brands: Vec<Protected>,
     },
     Phones {
         min: usize,
         max: usize,
         money: MoneyMarkers,
+        /// Words introducing a reference, not a number (订单号, tracking).
+        references: Vec<String>,
     },
     Pii {
         prc_id: bool,
@@ -129,7 +142,8 @@ pub enum Kind {
     LoanLicense,
     Apr {
         rates: ListId,
-        annualized: ListId,
+        /// An annualized term next to a percentage figure.
+        annualized: Vec<Regex>,
     },
     Claims {
         terms: ListId,
@@ -139,13 +153,20 @@ pub enum Kind {
     },
     AudienceStudent,
     Impersonation {
+        /// Every name, for the one-pass scan.
         names: ListId,
+        /// Every occurrence in its context.
+        matcher: Box<Matcher>,
     },
     CategoryMismatch {
         terms: ListId,
+        /// Promotional patterns (N折).
+        patterns: Vec<Regex>,
     },
     Shaft {
         terms: ListId,
+        /// Terms as words, and the harmless compounds (glue gun, root beer).
+        words: Box<(Phrases, Phrases)>,
     },
     Segments {
         max: usize,
@@ -197,7 +218,15 @@ struct OptOutParams {
 #[serde(deny_unknown_fields)]
 struct LinkParams {
     shorteners: Vec<String>,
+    #[serde(default)]
     tlds: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookalikeParams {
+    #[serde(default)]
+    brand_domains: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +238,8 @@ struct PhoneParams {
     money_before: Vec<String>,
     #[serde(default)]
     money_after: Vec<String>,
+    #[serde(default)]
+    references: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +266,28 @@ struct TermParams {
 #[serde(deny_unknown_fields)]
 struct NameParams {
     names: Vec<String>,
+    #[serde(default)]
+    common_names: Vec<String>,
+    #[serde(default)]
+    cues: Vec<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoParams {
+    terms: Vec<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShaftParams {
+    terms: Vec<String>,
+    #[serde(default)]
+    exceptions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +396,17 @@ pub fn compile(kind: &str, table: toml::Table, lex: &mut LexiconBuilder) -> Resu
                 tlds: lowercase(p.tlds),
             }
         }
+        "url_lookalike" => {
+            let p: LookalikeParams = params(table)?;
+            let mut brands = Vec::new();
+            for d in &p.brand_domains {
+                brands.push(
+                    Protected::new(d)
+                        .ok_or_else(|| format!("brand_domains: {d:?} is not a usable domain"))?,
+                );
+            }
+            Kind::Lookalike { brands }
+        }
         "phones" => {
             let p: PhoneParams = params(table)?;
             if p.min_digits < 3 || p.min_digits > p.max_digits || p.max_digits > 15 {
@@ -355,6 +419,11 @@ pub fn compile(kind: &str, table: toml::Table, lex: &mut LexiconBuilder) -> Resu
                     before: p.money_before,
                     after: p.money_after,
                 },
+                references: p
+                    .references
+                    .iter()
+                    .map(|r| crate::policy::content::normalize::normalize(r).to_lowercase())
+                    .collect(),
             }
         }
         "pii" => {
@@ -369,7 +438,7 @@ pub fn compile(kind: &str, table: toml::Table, lex: &mut LexiconBuilder) -> Resu
             let p: AprParams = params(table)?;
             Kind::Apr {
                 rates: lex.add(&p.rate_terms)?,
-                annualized: lex.add(&p.annualized_terms)?,
+                annualized: lending::annual_figure(&p.annualized_terms)?,
             }
         }
         "lending_claims" => Kind::Claims {
@@ -379,15 +448,38 @@ pub fn compile(kind: &str, table: toml::Table, lex: &mut LexiconBuilder) -> Resu
             min_age: params::<MinorParams>(table)?.min_age,
         },
         "audience_student" => params::<NoParams>(table).map(|_| Kind::AudienceStudent)?,
-        "impersonation" => Kind::Impersonation {
-            names: lex.add(&params::<NameParams>(table)?.names)?,
-        },
-        "category_mismatch" => Kind::CategoryMismatch {
-            terms: lex.add(&params::<TermParams>(table)?.terms)?,
-        },
-        "shaft" => Kind::Shaft {
-            terms: lex.add(&params::<TermParams>(table)?.terms)?,
-        },
+        "impersonation" => {
+            let p: NameParams = params(table)?;
+            let all: Vec<String> = p.names.iter().chain(&p.common_names).cloned().collect();
+            Kind::Impersonation {
+                names: lex.add(&all)?,
+                matcher: Box::new(Matcher::new(
+                    &p.names,
+                    &p.common_names,
+                    &p.cues,
+                    &p.warnings,
+                )?),
+            }
+        }
+        "category_mismatch" => {
+            let p: PromoParams = params(table)?;
+            let patterns = p
+                .patterns
+                .iter()
+                .map(|r| Regex::new(r).map_err(|e| format!("bad regex: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Kind::CategoryMismatch {
+                terms: lex.add(&p.terms)?,
+                patterns,
+            }
+        }
+        "shaft" => {
+            let p: ShaftParams = params(table)?;
+            Kind::Shaft {
+                terms: lex.add(&p.terms)?,
+                words: Box::new((Phrases::new(&p.terms)?, Phrases::new(&p.exceptions)?)),
+            }
+        }
         "segments" => {
             let p: SegmentParams = params(table)?;
             if p.max_segments == 0 {

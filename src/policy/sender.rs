@@ -5,6 +5,8 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
+use crate::policy::content::fold::fold;
+use crate::policy::content::hosts::{Protected, to_ascii};
 use crate::policy::content::normalize::normalize;
 use crate::policy::lexicon::Span;
 use crate::policy::registry::Sender;
@@ -15,8 +17,10 @@ pub struct SenderProfile {
     pub brand: String,
     /// Brand and aliases, for excluding the sender's own name from matches.
     names: Option<AhoCorasick>,
-    /// Allowed link domains, lowercase.
+    /// Allowed link domains, ASCII (punycode) lowercase.
     pub domains: Vec<String>,
+    /// The same, prepared for look-alike comparison.
+    pub protected: Vec<Protected>,
     /// Sending numbers as registered.
     pub numbers: Vec<String>,
     pub lender: bool,
@@ -27,6 +31,8 @@ impl SenderProfile {
         let brand = normalize(&s.brand);
         let names: Vec<String> = std::iter::once(brand.clone())
             .chain(s.aliases.iter().map(|a| normalize(a)))
+            // Matched in the folded body (工商銀行 reads 工商银行).
+            .map(|n| fold(&n))
             .filter(|n| !n.is_empty())
             .collect();
         let names = AhoCorasickBuilder::new()
@@ -40,8 +46,12 @@ impl SenderProfile {
             domains: s
                 .domains
                 .iter()
-                .map(|d| d.trim().to_ascii_lowercase())
+                .map(|d| {
+                    to_ascii(d.trim())
+                        .map_or_else(|| d.trim().to_ascii_lowercase(), |a| a.to_ascii_lowercase())
+                })
                 .collect(),
+            protected: s.domains.iter().filter_map(|d| Protected::new(d)).collect(),
             numbers: s.numbers.clone(),
             lender: s.lender,
         }

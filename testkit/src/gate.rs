@@ -72,18 +72,16 @@ impl Topics {
         t
     }
 
-    /// Creates the topics (again, e.g. on a fresh memory broker).
+    /// Creates the topics (an existing one is left as it is).
     pub fn create(&self, broker: &Broker) {
-        broker.create_topic(&self.outbound, OUTBOUND_PARTITIONS);
-        for topic in [
-            &self.consent,
-            &self.inbound,
-            &self.approved,
-            &self.quarantine,
-            &self.deferred,
-        ] {
-            broker.create_topic(topic, OTHER_PARTITIONS);
-        }
+        broker.create_topics(&[
+            (&self.outbound, OUTBOUND_PARTITIONS),
+            (&self.consent, OTHER_PARTITIONS),
+            (&self.inbound, OTHER_PARTITIONS),
+            (&self.approved, OTHER_PARTITIONS),
+            (&self.quarantine, OTHER_PARTITIONS),
+            (&self.deferred, OTHER_PARTITIONS),
+        ]);
     }
 
     /// Asserts that the group has committed exactly the end of every

@@ -2,8 +2,8 @@
 //! landed, a collector that reads the gate's output topics in the background
 //! and indexes them by source, and a reader of a group's committed offsets.
 //!
-//! Nothing here trusts high watermarks (the memory build of Tansu reports
-//! them low): completeness is judged by counting records against the offsets
+//! Nothing here trusts high watermarks (the earlier test broker reported
+//! them low; kept, harmless on Kafka): completeness is judged by counting records against the offsets
 //! the producer's delivery reports gave.
 
 use std::collections::{BTreeMap, HashMap};
@@ -128,10 +128,10 @@ impl TestProducer {
     }
 
     /// Produces consent records, then one more record alone in its batch on
-    /// every partition. The memory build of Tansu reports the high watermark
-    /// as a multi-record batch's base offset + 1; a single-record last batch
-    /// makes the end offset the gate reads at start true, so "consent caught
-    /// up" means every record was read.
+    /// every partition. A broker that reports the high watermark as a
+    /// multi-record batch's base offset + 1 (the earlier test broker did)
+    /// still gives the true end offset after a single-record last batch, so
+    /// "consent caught up" means every record was read. Harmless on Kafka.
     pub fn send_consent(&self, topic: &str, partitions: u32, records: &[Record]) -> Vec<Position> {
         let mut positions = self.send_all(topic, records);
         for p in 0..partitions as i32 {

@@ -1,17 +1,15 @@
 //! The real-broker test harness shared by the `tests/e2e_*.rs` binaries.
 //!
-//! Each test binary starts its own Tansu broker on a free port
+//! Each test binary starts its own Kafka broker on a free port
 //! ([`broker::Broker::shared`]), each test creates uniquely named topics and
 //! a unique consumer group ([`gate::Topics::unique`]), and runs the gate as a
 //! child process ([`gate::Gate`]). Every child is spawned so that it dies with
 //! the test binary ([`process`]). Outputs are read back by source
-//! ([`kafka::Collector`]), never by high watermarks: the memory build of
-//! Tansu reports end offsets low after a multi-record batch.
+//! ([`kafka::Collector`]), never by high watermarks (a habit from the earlier
+//! test broker, which reported them low; harmless on Kafka).
 //!
 //! Without the broker installed, a test that needs it fails with a message
-//! naming `scripts/install-broker`; it is never skipped.
-
-
+//! naming `scripts/kafka install`; it is never skipped.
 
 pub mod broker;
 pub mod events;

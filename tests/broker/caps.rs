@@ -1,4 +1,4 @@
-//! Frequency caps and duplicates survive on a real broker (Tansu): the gate
+//! Frequency caps and duplicates survive on a real broker (Kafka): the gate
 //! writes them to its changelog topic before committing the inputs that
 //! produced them and restores a partition's state when it is assigned. So
 //! after a restart, after `kill -9`, and after a partition moves to another

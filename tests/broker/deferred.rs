@@ -1,4 +1,4 @@
-//! Deferred messages on a real broker (Tansu): marketing inside quiet hours
+//! Deferred messages on a real broker (Kafka): marketing inside quiet hours
 //! is held on `topics.deferred`, not released before its
 //! `smsgate-release-at`, released within 60 s after it and decided again in
 //! full — approved when consent still holds, rejected when the recipient

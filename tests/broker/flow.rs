@@ -1,4 +1,4 @@
-//! End to end on a real broker (Tansu, memory storage): consent first, then a
+//! End to end on a real broker (Kafka): consent first, then a
 //! few thousand outbound events — clean ones, rejections for every
 //! implemented reason code, malformed inputs of every kind — through
 //! `smsgate run`. Every input offset must yield exactly one decision,
@@ -93,7 +93,7 @@ fn every_input_yields_exactly_one_decision_on_the_right_topic() {
     let started = Instant::now();
     let mut gate = Gate::start(&GateConfig::new(broker, &topics).instance("flow-0"), "flow");
     let ready_after = gate.wait_ready(Duration::from_secs(60));
-    // The first group join takes ~25 s on Tansu: time the flow from the first decision.
+    // Time the flow from the first decision, not from the group join.
     let first = support::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
         collector.count() > 0
     });

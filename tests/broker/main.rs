@@ -2,13 +2,13 @@
 //!
 //! One module per concern; run one with `cargo test --test broker MODULE::`.
 
-#[path = "../deploy/deploy_common.rs"]
-mod deploy_common;
 mod broker_restart;
 mod caps;
 mod config;
 mod crash;
 mod deferred;
+#[path = "../deploy/deploy_common.rs"]
+mod deploy_common;
 mod flow;
 mod graceful;
 mod optout;

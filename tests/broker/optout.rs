@@ -1,4 +1,4 @@
-//! The opt-out loop on a real broker (Tansu): a recipient's "退订" reply on
+//! The opt-out loop on a real broker (Kafka): a recipient's "退订" reply on
 //! `topics.inbound` is forwarded (once, by the group's forwarder) to
 //! `topics.consent` as an `opt_out`; every instance's consent feed applies
 //! it and observes `smsgate_optout_latency_seconds`; marketing to that

@@ -219,3 +219,76 @@ fn lint_summarizes_or_names_errors() {
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout).unwrap().contains("pack us"));
 }
+
+/// Writes a one-case casebook directory (the corpus's sender registry, one
+/// case file) and returns it.
+fn casebook_dir(name: &str, case_file: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smsgate-casebook-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        root().join("tests/corpus/senders.toml"),
+        dir.join("senders.toml"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("cases.toml"), case_file).unwrap();
+    dir
+}
+
+const APR_CASE: &str = r#"
+[defaults]
+now = "2026-12-01T03:00:00Z"
+opted_in = true
+[[case]]
+name = "loan-without-apr"
+basis = "POLICY.md Content: a credit offer naming a cost without an annualized rate"
+event = { to = "+8613812345678", sender = "xinyi-loans", category = "marketing", body = "【信易贷】备用金日息0.05%，回T退订" }
+"#;
+
+#[test]
+fn policy_test_runs_a_casebook_and_exits_by_outcome() {
+    let corpus = root().join("tests/corpus");
+    let out = smsgate(&["policy", "test", corpus.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(" 0 fail,"), "{stdout}");
+    assert!(stdout.contains("(all codes)"), "per-code table: {stdout}");
+
+    let pass = casebook_dir(
+        "pass",
+        &format!(
+            "{APR_CASE}expect = {{ outcome = \"reject\", codes = [\"content.apr_missing\"] }}\n"
+        ),
+    );
+    let out = smsgate(&["policy", "test", pass.to_str().unwrap()], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let fail = casebook_dir(
+        "fail",
+        &format!("{APR_CASE}expect = {{ outcome = \"approve\" }}\n"),
+    );
+    let out = smsgate(&["policy", "test", fail.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("loan-without-apr"),
+        "names the failing case: {stdout}"
+    );
+
+    let invalid = casebook_dir("invalid", "[[case]]\nname = \"no-basis\"\n");
+    let out = smsgate(&["policy", "test", invalid.to_str().unwrap()], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for d in [pass, fail, invalid] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -1,6 +1,6 @@
 //! Shared helpers for the deployment tests: reading the shipped YAML and JSON
 //! files, finding the metric names a PromQL expression uses, and the names
-//! the gate exports (the string constants of `src/metrics.rs`).
+//! the gate exports (the string constants of `src/telemetry/metrics/names.rs`).
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -82,17 +82,13 @@ pub fn json_document(relative: &str) -> Value {
 /// Series Prometheus itself creates for every target; allowed in expressions.
 pub const PROMETHEUS_SERIES: &[&str] = &["up"];
 
-/// Where the metric name constants live (a module file or a `names.rs` in it).
+/// Where the metric name constants live.
 pub fn metric_names_file() -> &'static str {
-    if repo_path("src/metrics/names.rs").exists() {
-        "src/metrics/names.rs"
-    } else {
-        "src/metrics.rs"
-    }
+    "src/telemetry/metrics/names.rs"
 }
 
 /// What the gate exports, read from the string constants of the metric names
-/// file (`src/metrics.rs` or `src/metrics/names.rs`).
+/// file (`src/telemetry/metrics/names.rs`).
 pub struct Exported {
     /// Every metric name.
     pub names: BTreeSet<String>,
@@ -104,12 +100,8 @@ impl Exported {
     pub fn load() -> Exported {
         let file = metric_names_file();
         let source = read(file);
-        // Registration may live next to the names (src/metrics/mod.rs).
-        let registration = if file.ends_with("names.rs") {
-            read("src/metrics/mod.rs")
-        } else {
-            String::new()
-        };
+        // Registration lives next to the names.
+        let registration = read("src/telemetry/metrics/mod.rs");
         let constant = regex::Regex::new(r#"(?m)^\s*pub\s+const\s+([A-Z0-9_]+)\s*:\s*&str\s*=\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"\s*;(.*)$"#)
             .unwrap();
         let mut names = BTreeSet::new();

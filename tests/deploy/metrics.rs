@@ -59,7 +59,7 @@ fn assert_all_exported(uses: &[(String, String, Vec<String>)]) {
     }
     assert!(
         unknown.is_empty(),
-        "these series are not exported by the gate (src/metrics.rs):\n{}",
+        "these series are not exported by the gate (src/telemetry/metrics/names.rs):\n{}",
         unknown.join("\n")
     );
 }

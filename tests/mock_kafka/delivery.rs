@@ -10,7 +10,7 @@ use std::time::Duration;
 use pipeline_support::*;
 use rdkafka::message::Message;
 use smsgate::contract::decision::ReasonCode;
-use smsgate::demo::generator::Kind;
+use smsgate::synth::workload::Kind;
 
 const EVENTS: usize = 1500;
 
@@ -56,13 +56,22 @@ async fn every_event_is_routed_once_and_offsets_are_committed_to_the_end() {
         .await
         .unwrap();
     assert_eq!(status, 200);
-    let consent = h.generator.consent_events();
+    let consent: Vec<_> = (0..h.generator.recipients())
+        .flat_map(|i| h.generator.consent_for(i))
+        .collect();
     let counted = consent.iter().filter(|c| c.counts()).count();
+    let no_evidence = consent.len() - counted;
+    assert!(
+        no_evidence > 0,
+        "the workload makes opt-ins without evidence"
+    );
     assert!(
         text.contains(&format!("smsgate_consent_records_total {counted}")),
         "{text}"
     );
-    assert!(text.contains("smsgate_consent_ignored_total{reason=\"no_evidence\"} 40"));
+    assert!(text.contains(&format!(
+        "smsgate_consent_ignored_total{{reason=\"no_evidence\"}} {no_evidence}"
+    )));
     assert!(text.contains(&format!(
         "smsgate_events_consumed_total{{topic=\"sms.outbound\"}} {total}"
     )));

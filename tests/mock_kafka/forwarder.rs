@@ -1,6 +1,6 @@
 //! The inbound forwarder on librdkafka's in-process mock cluster: an
 //! opt-out reply becomes an `opt_out` on the consent topic keyed by the
-//! recipient, other replies are not forwarded, and the inbound offsets are
+//! fact, `<to>|<sender or *>|<scope>` (CONTRACT §10), other replies are not forwarded, and the inbound offsets are
 //! committed after the writes.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use smsgate::contract::consent::{ConsentAction, ConsentEvent, ConsentScope};
-use smsgate::policy::optout::{Forwarded, run_forwarder};
+use smsgate::gate::feeds::replies::{Forwarded, run_forwarder};
 use smsgate::policy::Registry;
 
 const INBOUND: &str = "sms.inbound";
@@ -101,7 +101,7 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
         .unwrap()
         .unwrap();
 
-    // The consent topic holds the two opt-outs, keyed by the recipient.
+    // The consent topic holds the two opt-outs, each keyed by its fact.
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", "reader")
@@ -113,11 +113,16 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while events.len() < 2 && Instant::now() < deadline {
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
-            assert_eq!(m.key(), Some("+8613812345678".as_bytes()));
-            events.push(ConsentEvent::parse(m.payload().unwrap()).unwrap());
+            let event = ConsentEvent::parse(m.payload().unwrap()).unwrap();
+            assert_eq!(m.key(), Some(event.topic_key().as_bytes()));
+            events.push(event);
         }
     }
     assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].topic_key(),
+        "+8613812345678|huinong-credit|marketing"
+    );
     assert_eq!(
         (
             events[0].action,

@@ -12,11 +12,11 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use smsgate::config::Settings;
-use smsgate::synth::cluster::MockKafka;
-use smsgate::demo::generator::{Generator, Kind};
-use smsgate::telemetry::metrics::Metrics;
 use smsgate::gate::{Gate, PipelineError, RunSummary, Shutdown};
 use smsgate::policy::{Policy, PolicySource};
+use smsgate::synth::cluster::MockKafka;
+use smsgate::synth::workload::{Kind, Workload};
+use smsgate::telemetry::metrics::Metrics;
 
 pub const PARTITIONS: i32 = 4;
 
@@ -24,7 +24,7 @@ pub struct Harness {
     pub mock: MockKafka,
     pub settings: Settings,
     pub policy: Policy,
-    pub generator: Generator,
+    pub generator: Workload,
 }
 
 pub struct Running {
@@ -71,7 +71,7 @@ impl Harness {
         .unwrap();
         settings.topics.changelog = Some(settings.changelog_topic());
         mock.create_topics(&settings.topics, PARTITIONS).unwrap();
-        let generator = Generator::new(42, chrono::Utc::now());
+        let generator = Workload::new(42, chrono::Utc::now(), 500, "mock");
         Harness {
             mock,
             settings,
@@ -82,7 +82,7 @@ impl Harness {
 
     pub fn seed_consent(&self) {
         let seeder = self.mock.producer().unwrap();
-        for c in self.generator.consent_events() {
+        for c in (0..self.generator.recipients()).flat_map(|i| self.generator.consent_for(i)) {
             seeder
                 .send(
                     &self.settings.topics.consent,
@@ -103,11 +103,7 @@ impl Harness {
             let (bytes, key, kind) = self.generator.next_event();
             *kinds.entry(kind).or_default() += 1;
             seeder
-                .send(
-                    &self.settings.topics.outbound,
-                    key.as_deref().map(str::as_bytes),
-                    &bytes,
-                )
+                .send(&self.settings.topics.outbound, Some(key.as_bytes()), &bytes)
                 .unwrap();
         }
         seeder.flush(Duration::from_secs(30)).unwrap();

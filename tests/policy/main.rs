@@ -2,8 +2,10 @@
 //!
 //! One module per concern; run one with `cargo test --test policy MODULE::`.
 
+mod corpus;
 mod evasions;
 mod packs;
 mod props;
 mod quiet_hours;
 mod reason_codes;
+mod text;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use smsgate::policy::{Policy, PolicyError, PolicySource, Registry, pack};
 
 fn registry() -> Registry {
-    Registry::parse(include_str!("../config/senders.example.toml")).unwrap()
+    Registry::parse(include_str!("../../config/senders.example.toml")).unwrap()
 }
 
 fn shipped() -> Vec<(String, String)> {

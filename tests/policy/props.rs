@@ -11,7 +11,7 @@ fn policy() -> &'static Policy {
     static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
     POLICY.get_or_init(|| {
         Policy::with_registry(
-            Registry::parse(include_str!("../config/senders.example.toml")).unwrap(),
+            Registry::parse(include_str!("../../config/senders.example.toml")).unwrap(),
         )
     })
 }

@@ -12,7 +12,7 @@ fn policy() -> &'static Policy {
     static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
     POLICY.get_or_init(|| {
         Policy::with_registry(
-            Registry::parse(include_str!("../config/senders.example.toml")).unwrap(),
+            Registry::parse(include_str!("../../config/senders.example.toml")).unwrap(),
         )
     })
 }
@@ -25,7 +25,9 @@ fn consented(to: &str) -> MemoryState {
     let mut s = MemoryState::new();
     let line = json!({"to":to,"action":"opt_in","scope":"marketing","sender":"*",
                       "at":"2026-01-01T00:00:00Z","source":"web","evidence_id":"e"});
-    s.apply_consent(smsgate::contract::consent::ConsentEvent::parse(line.to_string().as_bytes()).unwrap());
+    s.apply_consent(
+        smsgate::contract::consent::ConsentEvent::parse(line.to_string().as_bytes()).unwrap(),
+    );
     s
 }
 
@@ -320,7 +322,7 @@ fn release_under(window: &str, now: &str) -> Option<DateTime<Utc>> {
         "[pack]\nname = \"default\"\n[[rule]]\nid = \"x.quiet\"\nkind = \"quiet_hours\"\ncode = \"quiet_hours\"\n\
          citation = \"test\"\nallowed = \"{window}\"\nzones = [\"America/New_York\"]\n"
     );
-    let registry = Registry::parse(include_str!("../config/senders.example.toml")).unwrap();
+    let registry = Registry::parse(include_str!("../../config/senders.example.toml")).unwrap();
     let p = Policy::from_parts(&[("x.toml".into(), pack)], registry).unwrap();
     let e = parse(event("+447700900123", json!({})).to_string().as_bytes()).unwrap();
     p.decide(&e, Origin::Intake, &consented("+447700900123"), at(now))

@@ -9,7 +9,7 @@ use smsgate::contract::event::{OutboundSms, parse};
 use smsgate::policy::{Origin, Policy, Registry};
 use smsgate::state::MemoryState;
 
-const SENDERS: &str = include_str!("../config/senders.example.toml");
+const SENDERS: &str = include_str!("../../config/senders.example.toml");
 const CN_BODY: &str =
     "【惠农信贷】经营贷年化利率(单利)7.2%起，详询 https://www.huinong.cn/a 回T退订";
 const US_BODY: &str =
@@ -373,8 +373,18 @@ fn url_not_allowed_and_subdomain_near_miss() {
         "【惠农信贷】经营贷年化利率7.2%起 详询 https://huinong-loans.com/a 回T退订",
     );
     let d = cn(&v);
-    assert_eq!(codes(&d), ["content.url_not_allowed"]);
+    // The sender's own name inside another domain also imitates its domain
+    // (POLICY.md, links: `content.url_lookalike` in addition).
+    assert_eq!(
+        codes(&d),
+        ["content.url_not_allowed", "content.url_lookalike"]
+    );
     assert!(d.reasons[0].detail.contains("huinong-loans.com"));
+    let v = body(
+        cn_event(),
+        "【惠农信贷】经营贷年化利率7.2%起 详询 https://jinyun-shop.com/a 回T退订",
+    );
+    assert_eq!(codes(&cn(&v)), ["content.url_not_allowed"]);
     let v = body(
         cn_event(),
         "【惠农信贷】经营贷年化利率7.2%起 详询 m.app.huinong.cn/a 回T退订",

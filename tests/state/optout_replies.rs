@@ -5,9 +5,10 @@
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use smsgate::contract::consent::{ConsentAction, ConsentScope};
 use smsgate::contract::event::{Category, OutboundSms, Recipient};
-use smsgate::policy::optout::{InboundReply, keyword, opt_out, optout_latency};
+use smsgate::contract::reply::InboundReply;
 use smsgate::policy::Registry;
 use smsgate::policy::consent::evaluate;
+use smsgate::policy::optout::{keyword, opt_out, optout_latency};
 use smsgate::state::ConsentTable;
 
 const CN: &str = "+8613812345678";

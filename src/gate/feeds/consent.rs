@@ -24,8 +24,8 @@ use chrono::Utc;
 
 use crate::contract::consent::ConsentEvent;
 use crate::policy::optout;
-use crate::telemetry::metrics::Metrics;
 use crate::state::consent::Applied;
+use crate::telemetry::metrics::Metrics;
 
 /// How often the topic's partition list is looked up again.
 const METADATA_REFRESH: Duration = Duration::from_secs(10);

@@ -33,13 +33,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
+use crate::config::Settings;
 use crate::gate::clients;
 use crate::gate::route::HEADER_RELEASE_AT;
 use crate::gate::shutdown::Shutdown;
-use crate::config::Settings;
-use crate::telemetry::metrics::Metrics;
 use crate::state::DeferredIndex;
 use crate::state::deferred::HeldRange;
+use crate::telemetry::metrics::Metrics;
 
 /// The header that marks a record handed back for its release decision.
 pub const HEADER_RELEASE: &str = "smsgate-release";
@@ -239,7 +239,9 @@ impl Releaser {
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: HEADER_RELEASE,
-                    value: Some(crate::contract::decision::format_time(&range.release_at).as_bytes()),
+                    value: Some(
+                        crate::contract::decision::format_time(&range.release_at).as_bytes(),
+                    ),
                 })
                 .insert(Header {
                     key: HEADER_RELEASED_FROM,

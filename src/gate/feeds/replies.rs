@@ -12,13 +12,13 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::gate::clients;
-use crate::gate::shutdown::Shutdown;
 use crate::config::Settings;
 use crate::contract::reply::InboundReply;
+use crate::gate::clients;
+use crate::gate::shutdown::Shutdown;
 use crate::policy::Registry;
-use crate::policy::optout::opt_out;
 use crate::policy::live::LivePolicy;
+use crate::policy::optout::opt_out;
 
 /// Spawns the forwarder on the current tokio runtime; logs and returns
 /// `None` when its clients cannot be created.
@@ -77,7 +77,7 @@ pub enum Forwarded {
 }
 
 /// Consumes `topics.inbound` and writes each opt-out to `consent_topic`,
-/// keyed by the recipient (CONTRACT §1). A record's offset is committed
+/// keyed by `<to>|<sender>|<scope>` (CONTRACT §1). A record's offset is committed
 /// only after its opt-out is acknowledged, so a crash re-reads it; a write
 /// that fails is retried with backoff, never skipped. Returns when
 /// `shutdown` turns true or its sender is dropped; `on_record` sees every
@@ -116,10 +116,12 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 None => Forwarded::NotOptOut,
                 Some(event) => {
                     let value = event.to_json();
+                    // One key per fact (CONTRACT §10), not per recipient.
+                    let key = event.topic_key();
                     let mut backoff = Duration::from_millis(100);
                     loop {
                         let record = FutureRecord::to(&consent_topic)
-                            .key(event.to.as_str())
+                            .key(key.as_str())
                             .payload(value.as_str());
                         match producer.send(record, Duration::from_secs(5)).await {
                             Ok(_) => break,

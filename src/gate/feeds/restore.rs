@@ -18,8 +18,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Settings;
-use crate::telemetry::metrics::Metrics;
 use crate::state::Stores;
+use crate::telemetry::metrics::Metrics;
 
 /// Partition count of `topic`, `None` when it does not exist.
 fn partition_count(
@@ -82,8 +82,9 @@ pub fn ensure_topic(
         }
         None => {}
     }
-    let admin: AdminClient<DefaultClientContext> =
-        crate::gate::clients::admin(settings).create().map_err(kafka)?;
+    let admin: AdminClient<DefaultClientContext> = crate::gate::clients::admin(settings)
+        .create()
+        .map_err(kafka)?;
     let new = NewTopic::new(&topic, needs as i32, TopicReplication::Fixed(-1))
         .set("cleanup.policy", "compact");
     tracing::debug!(topic = %topic, partitions = needs, "creating the changelog topic");

@@ -1,5 +1,7 @@
 //! Phone numbers in a body: runs of 7–15 digits, separators allowed, that
-//! are not dates, amounts of money, parts of links or PII already flagged.
+//! are not dates, amounts of money, parts of links or PII already flagged,
+//! nor references introduced as such (订单号, 运单号, 尾号, order #, tracking,
+//! ref: the pack's `references`).
 //! A sender's own number matches with or without the country prefix.
 
 use crate::policy::lexicon::Span;
@@ -66,13 +68,51 @@ fn money_around(text: &str, start: usize, end: usize, m: &MoneyMarkers) -> bool 
     })
 }
 
+/// Is the digit run at `start` introduced by a reference word (`订单号：`,
+/// `order #`, `Tracking No.`)? `refs` are lowercase.
+fn reference_before(text: &str, start: usize, refs: &[String]) -> bool {
+    if refs.is_empty() {
+        return false;
+    }
+    let before = text[..start].trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, ':' | '：' | '#' | '=' | '(' | '（' | '为' | '是')
+    });
+    // A carrier's letter prefix (运单号SF1402…, tracking RM1234…).
+    let letters = before
+        .bytes()
+        .rev()
+        .take_while(u8::is_ascii_uppercase)
+        .count();
+    let before = if (1..=3).contains(&letters) {
+        before[..before.len() - letters].trim_end()
+    } else {
+        before
+    };
+    let before = before
+        .strip_suffix("No.")
+        .or_else(|| before.strip_suffix("no."))
+        .or_else(|| before.strip_suffix("NO."))
+        .map_or(before, |b| b.trim_end());
+    // Compare the tail only (bodies are short; references shorter).
+    let tail_start = before.char_indices().rev().nth(23).map_or(0, |(i, _)| i);
+    let tail = before[tail_start..].to_lowercase();
+    refs.iter().any(|r| {
+        tail.ends_with(r.as_str())
+            && !tail[..tail.len() - r.len()]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() && r.is_ascii())
+    })
+}
+
 /// Calls `f` for every phone number in normalized `text` that does not
-/// overlap a `skip` span.
+/// overlap a `skip` span and is not introduced by one of `refs`.
 pub fn find(
     text: &str,
     min: usize,
     max: usize,
     money: &MoneyMarkers,
+    refs: &[String],
     skip: &[Span],
     mut f: impl FnMut(&PhoneNumber),
 ) {
@@ -123,6 +163,7 @@ pub fn find(
         }
         if is_date(&groups[..ng], &digits[..n])
             || money_around(text, start, end, money)
+            || reference_before(text, start, refs)
             || skip.iter().any(|&(s, e)| start < e && s < end)
         {
             continue;
@@ -178,11 +219,38 @@ mod tests {
             before: vec!["¥".into(), "$".into()],
             after: vec!["元".into(), "%".into(), "万".into()],
         };
+        let refs: Vec<String> = [
+            "订单号",
+            "运单号",
+            "尾号",
+            "order #",
+            "order",
+            "tracking",
+            "ref",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut out = Vec::new();
-        find(text, 7, 15, &money, &[], |p| {
+        find(text, 7, 15, &money, &refs, &[], |p| {
             out.push(p.digits().to_string())
         });
         out
+    }
+
+    #[test]
+    fn references_are_not_numbers() {
+        assert_eq!(found("订单号：202612051234 已发货"), Vec::<String>::new());
+        assert_eq!(found("运单号 SF 75012345678"), Vec::<String>::new());
+        assert_eq!(found("运单号75012345678"), Vec::<String>::new());
+        assert_eq!(found("Order #88812345 shipped"), Vec::<String>::new());
+        assert_eq!(
+            found("Tracking No. 940011189922 on its way"),
+            Vec::<String>::new()
+        );
+        assert_eq!(found("reorder 5551234567"), vec!["5551234567"]);
+        assert_eq!(found("运单号SF1402837465900"), Vec::<String>::new());
+        assert_eq!(found("call 555-123-4567"), vec!["5551234567"]);
     }
 
     #[test]

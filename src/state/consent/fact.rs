@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::contract::consent::{ConsentAction, ConsentEvent, ConsentFact, ConsentScope, SenderScope};
+use crate::contract::consent::{
+    ConsentAction, ConsentEvent, ConsentFact, ConsentScope, SenderScope,
+};
 
 use super::Interner;
 

@@ -35,7 +35,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::contract::consent::{ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope};
+use crate::contract::consent::{
+    ConsentAction, ConsentError, ConsentEvent, ConsentFact, ConsentScope,
+};
 use crate::contract::event::is_e164;
 use crate::policy::view::ConsentView;
 
