@@ -243,6 +243,13 @@ pub fn is_all_brokers_down(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
 }
 
+/// True when a static member (`group.instance.id`) was fenced. librdkafka
+/// makes this fatal; it also happens to the only instance after a
+/// coordinator restart (librdkafka#3437), so the gate rebuilds its clients.
+pub fn is_fenced(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::FencedInstanceId)
+}
+
 /// True for errors after which a client is unusable.
 pub fn is_fatal(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)

@@ -48,10 +48,14 @@ pub(crate) struct Intake<'a> {
 pub(crate) enum Ended {
     Stopped,
     Fatal(String),
+    /// The static member was fenced: a new consumer can rejoin.
+    Fenced(String),
 }
 
 impl Intake<'_> {
-    pub fn run(&self, shutdown: &Shutdown) -> Ended {
+    /// Consumes until `shutdown`; ends with [`Ended::Fenced`] when `fenced`
+    /// (another feed's consumer was fenced).
+    pub fn run(&self, shutdown: &Shutdown, fenced: &Shutdown) -> Ended {
         let ctx = self.consumer.context();
         let commit_every = Duration::from_millis(self.settings.pipeline.commit_interval_ms);
         let max_in_flight = self.settings.pipeline.max_in_flight;
@@ -63,6 +67,11 @@ impl Intake<'_> {
         while !shutdown.is_triggered() {
             if let Some(why) = ctx.flight.fatal() {
                 return Ended::Fatal(why);
+            }
+            if fenced.is_triggered() {
+                ctx.metrics
+                    .consumer_error(crate::telemetry::metrics::CONSUMER_ERROR_FENCED);
+                return Ended::Fenced("a feed's consumer was fenced".into());
             }
             ctx.dispatcher.resend_due();
             // One clock read per turn: the loop runs once per record.
@@ -113,6 +122,11 @@ impl Intake<'_> {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) if crate::gate::clients::is_fenced(&e) => {
+                    ctx.metrics
+                        .consumer_error(crate::telemetry::metrics::CONSUMER_ERROR_FENCED);
+                    return Ended::Fenced(format!("consumer: {e}"));
+                }
                 Some(Err(e)) if crate::gate::clients::is_fatal(&e) => {
                     return Ended::Fatal(format!("consumer: {e}"));
                 }

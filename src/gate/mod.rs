@@ -75,6 +75,9 @@ pub enum PipelineError {
     Subscribe { topic: String, error: String },
     #[error("unrecoverable Kafka error: {0}")]
     Fatal(String),
+    /// The group consumer's static membership was fenced (see [`run`]).
+    #[error("static group member fenced (kafka.group_instance_id): {0}")]
+    Fenced(String),
     #[error("pipeline thread failed: {0}")]
     Thread(String),
 }
@@ -112,15 +115,67 @@ pub struct Gate {
     state: Arc<Stores>,
     metrics: Arc<Metrics>,
     metrics_addr: Arc<OnceLock<SocketAddr>>,
+    /// Triggered by a feed whose consumer was fenced: the intake ends the
+    /// run with [`PipelineError::Fenced`] and [`run`] rebuilds the gate.
+    fenced: Shutdown,
 }
 
-/// Runs a gate until `shutdown` (see [`Gate::run`]).
+/// Most client rebuilds after fencing within [`REBUILD_WINDOW`]; one more
+/// ends the run with the error (two live instances sharing one
+/// `group.instance.id` would otherwise fence each other forever).
+pub const MAX_REBUILDS: usize = 5;
+pub const REBUILD_WINDOW: Duration = Duration::from_secs(600);
+
+/// Runs a gate until `shutdown` (see [`Gate::run`]). When the static group
+/// member is fenced (librdkafka makes it fatal; a single instance sees it
+/// after a coordinator restart) the gate is rebuilt in process, like a
+/// restart: new clients, state restored from the changelog, the same
+/// metrics and live policy. Uncommitted records are read again and decided
+/// as duplicates, as after a crash.
 pub async fn run(
     settings: Settings,
     policy: Policy,
     shutdown: Shutdown,
 ) -> Result<RunSummary, PipelineError> {
-    Gate::new(settings, policy).run(shutdown).await
+    let mut gate = Gate::new(settings.clone(), policy);
+    let mut rebuilds: Vec<Instant> = Vec::new();
+    loop {
+        let (live, metrics) = (gate.policy.clone(), gate.metrics.clone());
+        // A run stops its own helpers through its shutdown; a child keeps
+        // that from looking like the operator's stop.
+        let this_run = Shutdown::new();
+        let relay = tokio::spawn({
+            let (outer, inner) = (shutdown.clone(), this_run.clone());
+            async move {
+                tokio::select! {
+                    _ = outer.wait() => inner.trigger(),
+                    _ = inner.wait() => {}
+                }
+            }
+        });
+        let result = gate.run(this_run.clone()).await;
+        this_run.trigger();
+        let _ = relay.await;
+        match result {
+            Err(PipelineError::Fenced(why)) if !shutdown.is_triggered() => {
+                rebuilds.retain(|t| t.elapsed() < REBUILD_WINDOW);
+                if rebuilds.len() >= MAX_REBUILDS {
+                    return Err(PipelineError::Fenced(format!(
+                        "{why} ({MAX_REBUILDS} rebuilds within {} s; is another instance using this group.instance.id?)",
+                        REBUILD_WINDOW.as_secs()
+                    )));
+                }
+                rebuilds.push(Instant::now());
+                tracing::warn!(error = %why, rebuilds = rebuilds.len(), "group member fenced; rebuilding the Kafka clients");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait() => {}
+                }
+                gate = Gate::rebuilt(settings.clone(), live, metrics);
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Gate {
@@ -134,6 +189,21 @@ impl Gate {
             state,
             metrics,
             metrics_addr: Arc::new(OnceLock::new()),
+            fenced: Shutdown::new(),
+        }
+    }
+
+    /// A new gate after fencing: fresh clients and state (restored from
+    /// the changelog as at start), the running policy and metrics kept.
+    fn rebuilt(settings: Settings, policy: Arc<LivePolicy>, metrics: Arc<Metrics>) -> Gate {
+        let state = Arc::new(Stores::for_policy(&policy.current()));
+        Gate {
+            settings,
+            policy,
+            state,
+            metrics,
+            metrics_addr: Arc::new(OnceLock::new()),
+            fenced: Shutdown::new(),
         }
     }
 
@@ -178,7 +248,7 @@ impl Gate {
             shutdown.clone(),
         ));
         let forwarder = if self.settings.state.forward_replies {
-            feeds::replies::spawn(&self.settings, &self.policy, &shutdown)
+            feeds::replies::spawn(&self.settings, &self.policy, &shutdown, &self.fenced)
         } else {
             None
         };
@@ -345,10 +415,10 @@ impl Gate {
         // Held messages: released back through the intake when due.
         match feeds::release::Releaser::new(s, self.metrics.clone()) {
             Ok(releaser) => {
-                let stop = shutdown.clone();
+                let (stop, fenced) = (shutdown.clone(), self.fenced.clone());
                 std::thread::Builder::new()
                     .name("smsgate-release".into())
-                    .spawn(move || releaser.run(stop))
+                    .spawn(move || releaser.run(stop, fenced))
                     .map_err(|e| PipelineError::Thread(e.to_string()))?;
             }
             Err(e) => return Err(PipelineError::Client(e.to_string())),
@@ -376,7 +446,7 @@ impl Gate {
             settings: s,
             changelog: &changelog_topic,
         };
-        let ended = intake.run(shutdown);
+        let ended = intake.run(shutdown, &self.fenced);
 
         // 5. Drain, commit.
         self.metrics.stopping();
@@ -404,6 +474,7 @@ impl Gate {
         match ended {
             intake::Ended::Stopped => Ok(self.summary(drained)),
             intake::Ended::Fatal(why) => Err(PipelineError::Fatal(why)),
+            intake::Ended::Fenced(why) => Err(PipelineError::Fenced(why)),
         }
     }
 

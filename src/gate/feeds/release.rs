@@ -130,8 +130,9 @@ impl Releaser {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs until `shutdown`, then commits what was released.
-    pub fn run(mut self, shutdown: Shutdown) {
+    /// Runs until `shutdown`, then commits what was released. Triggers
+    /// `fenced` and returns when its static membership is fenced.
+    pub fn run(mut self, shutdown: Shutdown, fenced: Shutdown) {
         tracing::info!(topic = %self.deferred, "holding deferred messages");
         let mut last_tick = Instant::now();
         while !shutdown.is_triggered() {
@@ -139,6 +140,11 @@ impl Releaser {
                 None => {}
                 Some(Ok(m)) => self.hold(&m),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) if clients::is_fenced(&e) => {
+                    tracing::warn!(error = %e, "deferred consumer fenced");
+                    fenced.trigger();
+                    return;
+                }
                 Some(Err(e)) => tracing::debug!(error = %e, "deferred consumer error"),
             }
             if last_tick.elapsed() >= TICK {

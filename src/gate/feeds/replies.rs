@@ -22,10 +22,13 @@ use crate::policy::optout::opt_out;
 
 /// Spawns the forwarder on the current tokio runtime; logs and returns
 /// `None` when its clients cannot be created.
+/// `fenced` is triggered when the inbound consumer's static membership is
+/// fenced, so the gate rebuilds its clients (see [`crate::gate::run`]).
 pub fn spawn(
     settings: &Settings,
     policy: &Arc<LivePolicy>,
     shutdown: &Shutdown,
+    fenced: &Shutdown,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let consumer: StreamConsumer = match clients::inbound_consumer(settings).create() {
         Ok(c) => c,
@@ -51,18 +54,28 @@ pub fn spawn(
     let topic = settings.topics.consent.clone();
     let stop = shutdown.subscribe();
     tracing::info!(topic = %settings.topics.inbound, "forwarding opt-out replies");
-    Some(tokio::spawn(run_forwarder(
-        consumer,
-        producer,
-        topic,
-        registry,
-        stop,
-        |f| {
+    let fenced = fenced.clone();
+    Some(tokio::spawn(async move {
+        let ended = run_forwarder(consumer, producer, topic, registry, stop, |f| {
             if f == Forwarded::OptOut {
                 tracing::debug!("opt-out reply forwarded");
             }
-        },
-    )))
+        })
+        .await;
+        if let ForwarderEnd::Fenced(why) = ended {
+            tracing::warn!(error = %why, "inbound consumer fenced");
+            fenced.trigger();
+        }
+    }))
+}
+
+/// Why the forwarder returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwarderEnd {
+    /// `shutdown` turned true or its sender was dropped.
+    Stopped,
+    /// The consumer's static membership was fenced; it cannot go on.
+    Fenced(String),
 }
 
 /// What happened to one inbound record (for metrics).
@@ -81,7 +94,7 @@ pub enum Forwarded {
 /// only after its opt-out is acknowledged, so a crash re-reads it; a write
 /// that fails is retried with backoff, never skipped. Returns when
 /// `shutdown` turns true or its sender is dropped; `on_record` sees every
-/// record's outcome (for metrics). `registry` gives the registry in force
+/// record's outcome (for metrics). Returns why it stopped. `registry` gives the registry in force
 /// for each reply (it changes on a policy reload).
 pub async fn run_forwarder<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
@@ -90,17 +103,18 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
     registry: impl Fn() -> Arc<Registry> + Send,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     mut on_record: impl FnMut(Forwarded) + Send,
-) {
+) -> ForwarderEnd {
     loop {
         if *shutdown.borrow() {
-            return;
+            return ForwarderEnd::Stopped;
         }
         let message = tokio::select! {
             m = consumer.recv() => m,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return ForwarderEnd::Stopped,
         };
         let message = match message {
             Ok(m) => m.detach(),
+            Err(e) if clients::is_fenced(&e) => return ForwarderEnd::Fenced(e.to_string()),
             Err(e) => {
                 tracing::warn!(error = %e, "inbound consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -129,7 +143,7 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                                 tracing::warn!(recipient = %crate::telemetry::mask::phone(&event.to), error = %e, "opt-out write failed; retrying");
                                 tokio::select! {
                                     _ = tokio::time::sleep(backoff) => {}
-                                    _ = shutdown.changed() => return,
+                                    _ = shutdown.changed() => return ForwarderEnd::Stopped,
                                 }
                                 backoff = (backoff * 2).min(Duration::from_secs(5));
                             }

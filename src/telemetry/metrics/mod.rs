@@ -79,7 +79,10 @@ pub const IGNORED_INVALID: &str = "invalid";
 pub const CONSENT_IGNORED_REASONS: [&str; 2] = [IGNORED_NO_EVIDENCE, IGNORED_INVALID];
 /// `consumer_errors` kind: an error the consume loop's poll returned.
 pub const CONSUMER_ERROR_POLL: &str = "poll";
-pub const CONSUMER_ERROR_KINDS: [&str; 1] = [CONSUMER_ERROR_POLL];
+/// `consumer_errors` kind: the static member was fenced; the gate rebuilt
+/// its Kafka clients.
+pub const CONSUMER_ERROR_FENCED: &str = "fenced";
+pub const CONSUMER_ERROR_KINDS: [&str; 2] = [CONSUMER_ERROR_POLL, CONSUMER_ERROR_FENCED];
 /// `commits` results.
 pub const COMMIT_OK: &str = "ok";
 pub const COMMIT_ERROR: &str = "error";
