@@ -6,8 +6,9 @@
 //! moves replies to the consent topic is [`crate::gate::feeds::replies`].
 //!
 //! Keyword rules (the choices the contract leaves open):
-//! - The body is NFKC-normalized (full-width `ＳＴＯＰ` → `STOP`), trimmed,
-//!   whitespace runs collapsed, and case-folded.
+//! - The body goes through the policy's one normalizer (full-width `ＳＴＯＰ`
+//!   → `STOP`, `退 订` and `退\u{200b}订` → `退订`, `S T O P` → `STOP`),
+//!   and is case-folded.
 //! - It must *start* with a keyword of the replying number's jurisdiction
 //!   (+86: CN list, +1: US list, any other country: both).
 //! - A Latin keyword must end at a word boundary: "STOP please", "STOP!",
@@ -23,7 +24,6 @@
 //!   opt-out covers marketing from every sender (`*`), for the same reason.
 
 use chrono::{DateTime, Utc};
-use unicode_normalization::UnicodeNormalization;
 
 use crate::contract::consent::{ConsentAction, ConsentEvent, ConsentScope};
 use crate::contract::reply::InboundReply;
@@ -70,13 +70,11 @@ const US: &[Keyword] = &[
     kw("END", "END", false),
 ];
 
-/// NFKC, trimmed, whitespace collapsed, case-folded.
+/// The policy's one text normalizer ([`crate::policy::content::normalize`]:
+/// invisible characters dropped, NFKC, whitespace collapsed and removed
+/// between CJK characters, spaced letters joined), then case-folded.
 pub fn normalize(body: &str) -> String {
-    let nfkc: String = body.nfkc().collect();
-    nfkc.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    crate::policy::content::normalize::normalize(body).to_lowercase()
 }
 
 /// The keyword a normalized body starts with, if any.
@@ -168,5 +166,8 @@ mod tests {
     fn normalizes_full_width_case_and_spaces() {
         assert_eq!(normalize("  ＳＴＯＰ\u{3000}Please "), "stop please");
         assert_eq!(normalize("Opt   Out"), "opt out");
+        assert_eq!(normalize("退 订"), "退订");
+        assert_eq!(normalize("退\u{200b}订"), "退订");
+        assert_eq!(normalize("S T O P"), "stop");
     }
 }
