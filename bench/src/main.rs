@@ -1,5 +1,5 @@
 //! `smsgate-bench`: the gate against the pass-through on the same broker
-//! (see docs/benchmarks.md; `scripts/bench` builds and runs it).
+//! (see docs/performance.md; `scripts/bench` builds and runs it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

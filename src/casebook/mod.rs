@@ -1,7 +1,7 @@
 //! Casebook: labelled policy cases kept as TOML files in a directory, run
 //! through the real [`Policy::decide`] and scored per reason code. It is the
 //! engine of `smsgate policy test DIR` (pack authors keep cases beside their
-//! pack, as `opa test` does for Rego) and of the `tests/policy_corpus.rs`
+//! pack, as `opa test` does for Rego) and of the `tests/policy/corpus.rs`
 //! ratchet over `tests/corpus/`. The format is described in
 //! `tests/corpus/README.md`; in short, every `*.toml` of the directory except
 //! `senders.toml` (the sender registry, CONTRACT §5) and `casebook.toml`

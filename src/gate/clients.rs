@@ -36,7 +36,7 @@ fn base(settings: &Settings) -> ClientConfig {
 /// 1 s pause each time the queue is over a threshold) made a reader that
 /// keeps up stall for the rest of each second: in the benchmark the
 /// 1.05M-record consent load took 7–8 s instead of 2–3, and the gate
-/// consumed 7–28 % fewer records per second (docs/benchmarks.md).
+/// consumed 7–28 % fewer records per second (docs/performance.md).
 fn prefetch(c: &mut ClientConfig) {
     c.set_if_absent("queued.max.messages.kbytes", &PREFETCH_KB.to_string());
     c.set_if_absent("fetch.queue.backoff.ms", "10");
@@ -44,7 +44,7 @@ fn prefetch(c: &mut ClientConfig) {
 
 /// Every consumer's prefetch: about a quarter of a second of input at 100k
 /// records/s of 300 bytes, refilled every 10 ms. 16 MB for the input was no
-/// faster and cost 20–25 MB of RSS in the benchmark (docs/benchmarks.md).
+/// faster and cost 20–25 MB of RSS in the benchmark (docs/performance.md).
 const PREFETCH_KB: u32 = 8 * 1024;
 
 /// Producer batches are compressed (lz4, cheap to compress): the broker
@@ -70,7 +70,7 @@ pub fn producer(settings: &Settings) -> ClientConfig {
     // One input fans out to 3 output topics and the changelog, so batches
     // are small; 10 ms (not librdkafka's 5) halves the batches the broker
     // handles: 14 % less broker CPU per record in the benchmark, p99 no
-    // worse (docs/benchmarks.md).
+    // worse (docs/performance.md).
     c.set_if_absent("linger.ms", "10");
     compress(&mut c);
     // Same partition for a key as the Java client picks.

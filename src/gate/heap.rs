@@ -6,7 +6,7 @@
 //! top of an arena, so the holes a burst leaves behind (the consent load at
 //! start-up, the backlog of a host that starves the gate) stay resident
 //! although nothing uses them. In the benchmark on a starved host that was
-//! about 50 MB of a 300 MB resident set (docs/benchmarks.md).
+//! about 50 MB of a 300 MB resident set (docs/performance.md).
 //! `malloc_trim(0)` releases those pages; [`trim_every`] calls it every
 //! [`TRIM_INTERVAL`] on a blocking thread, so memory a burst took is
 //! returned within seconds instead of at exit.

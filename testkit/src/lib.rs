@@ -1,4 +1,4 @@
-//! The real-broker test harness shared by the `tests/e2e_*.rs` binaries.
+//! The real-broker test harness shared by the broker tests (`tests/broker/`, feature `e2e`).
 //!
 //! Each test binary starts its own Kafka broker on a free port
 //! ([`broker::Broker::shared`]), each test creates uniquely named topics and

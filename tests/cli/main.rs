@@ -3,3 +3,4 @@
 //! One module per concern; run one with `cargo test --test cli MODULE::`.
 
 mod check;
+mod readme;

@@ -6,4 +6,7 @@ mod deploy_common;
 mod files;
 mod healthcheck;
 mod metrics;
+// Runs scripts/check-deploy, whose validators come from scripts/ci-deploy-deps:
+// with the tests that need installed tools (`scripts/test`, CI).
+#[cfg(feature = "e2e")]
 mod schemas;
