@@ -4,6 +4,7 @@
 
 mod broker_restart;
 mod caps;
+mod compaction;
 mod config;
 mod crash;
 mod deferred;
