@@ -75,7 +75,8 @@ fn read_all(bootstrap: &str, topic: &str) -> HashMap<String, Vec<serde_json::Val
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..OTHER_PARTITIONS as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
@@ -128,7 +129,10 @@ fn an_opt_out_from_one_sender_and_an_opt_in_for_another_survive_compaction_and_a
             fact(&to, "jinyun-mall", "opt_in", 30),
         ],
     );
-    producer.send_all(&topics.consent, &[fact(&to, "zhaoshang-bank", "opt_out", 0)]);
+    producer.send_all(
+        &topics.consent,
+        &[fact(&to, "zhaoshang-bank", "opt_out", 0)],
+    );
 
     // Roll segments on every partition until the cleaner has removed the
     // superseded opt-in: a filler key rewritten every 300 ms.
@@ -136,7 +140,11 @@ fn an_opt_out_from_one_sender_and_an_opt_in_for_another_survive_compaction_and_a
     let started = Instant::now();
     let compacted = loop {
         for p in 0..OTHER_PARTITIONS as i32 {
-            producer.send_one(&topics.consent, p, &fact(&filler, "jinyun-mall", "opt_in", 30));
+            producer.send_one(
+                &topics.consent,
+                p,
+                &fact(&filler, "jinyun-mall", "opt_in", 30),
+            );
         }
         let all = read_all(&broker.bootstrap(), &topics.consent);
         let bank = all.get(&bank_key).map_or(0, Vec::len);
@@ -153,9 +161,18 @@ fn an_opt_out_from_one_sender_and_an_opt_in_for_another_survive_compaction_and_a
         started.elapsed()
     );
     let bank = &compacted[&bank_key];
-    assert_eq!(bank.len(), 1, "the superseded opt-in was not compacted away: {bank:?}");
-    assert_eq!(bank[0]["action"], "opt_out", "the bank's latest fact is kept");
-    let mall = compacted.get(&mall_key).expect("the mall's opt-in survives compaction");
+    assert_eq!(
+        bank.len(),
+        1,
+        "the superseded opt-in was not compacted away: {bank:?}"
+    );
+    assert_eq!(
+        bank[0]["action"], "opt_out",
+        "the bank's latest fact is kept"
+    );
+    let mall = compacted
+        .get(&mall_key)
+        .expect("the mall's opt-in survives compaction");
     assert_eq!(mall.len(), 1);
     assert_eq!(mall[0]["action"], "opt_in");
 
