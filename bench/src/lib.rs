@@ -1,9 +1,10 @@
 //! The benchmark: how fast the gate is, and how close to the limit of its
 //! own plumbing (`scripts/bench`, binary `smsgate-bench`).
 //!
-//! One run: start a Kafka broker (scripts/kafka install's jars) or use `--brokers`;
+//! One run: start a Kafka broker (scripts/kafka install's jars, through the
+//! end-to-end tests' launcher: [`broker`]) or use `--brokers`;
 //! create the run's topics with P partitions; preload consent for most
-//! recipients and N realistic outbound events ([`workload`], [`produce`]);
+//! recipients and N realistic outbound events ([`smsgate::synth::workload`], [`smsgate::synth::produce`]);
 //! run the [`passthrough`] (same Kafka settings, no deciding) over the input
 //! as a child process; run `smsgate run` (the release binary, full default
 //! policy) over the same input as a child process, watching its `/metrics`
@@ -43,6 +44,9 @@ use smsgate::telemetry::metrics::names;
 pub enum BenchError {
     #[error("setup: {0}")]
     Setup(String),
+    /// Starting the broker, or creating the run's topics.
+    #[error("broker: {0}")]
+    Broker(#[from] smsgate_testkit::kafka_process::LaunchError),
     #[error(transparent)]
     Produce(#[from] smsgate::synth::produce::ProduceError),
     #[error("pass-through: {0}")]
@@ -149,7 +153,7 @@ pub fn run(opts: &BenchOptions) -> Result<Results, BenchError> {
         "broker {brokers}, topics {prefix}.* with {} partitions",
         opts.partitions
     ));
-    let broker_pid = kafka.as_ref().map(Kafka::pid);
+    let broker_pid = kafka.as_ref().and_then(Kafka::pid);
     let broker_cpu = Sampler::start(broker_pid);
 
     // 2. Preload consent, then events.

@@ -10,11 +10,17 @@
 //!
 //! Without the broker installed, a test that needs it fails with a message
 //! naming `scripts/kafka install`; it is never skipped.
+//!
+//! The broker launcher itself ([`kafka_process`], which returns errors
+//! instead of panicking) is also the benchmark's (`smsgate-bench`, whose
+//! crate depends on this one); [`broker::Broker`] is its panicking,
+//! test-facing wrapper.
 
 pub mod broker;
 pub mod events;
 pub mod gate;
 pub mod kafka;
+pub mod kafka_process;
 pub mod marketing;
 pub mod process;
 pub mod verify;
