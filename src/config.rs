@@ -25,7 +25,8 @@ pub struct Settings {
     pub state: StateSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` is written by hand: it hides secret properties.
+#[derive(Clone, Deserialize)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
@@ -36,6 +37,48 @@ pub struct KafkaSettings {
     /// librdkafka properties passed through (security.protocol, sasl.*, ssl.*).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret(k) {
+                        "[redacted]"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("startup_timeout_secs", &self.startup_timeout_secs)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// True for a `kafka.properties` key whose value is a secret (a password,
+/// a private key, a token, a JAAS line): never printed.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace('_', ".");
+    [
+        "password",
+        "secret",
+        "jaas",
+        "key.pem",
+        "oauthbearer.config",
+        "token",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,5 +313,26 @@ mod tests {
         assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
         assert!(s.policy.senders.is_none());
         assert_eq!(s.pipeline.retry_backoff_ms, 500);
+    }
+
+    #[test]
+    fn debug_output_hides_passwords_keys_and_tokens() {
+        let dir = std::env::temp_dir().join(format!("smsgate-cfg-debug-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret.toml");
+        std::fs::write(
+            &file,
+            "[kafka.properties]\n\"sasl.username\" = \"gate\"\n\"sasl.password\" = \"hunter2-pw\"\n\
+             \"ssl.key.password\" = \"k3y-pw\"\n\"sasl.oauthbearer.client.secret\" = \"s3cret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        let printed = format!("{s:?}");
+        for secret in ["hunter2-pw", "k3y-pw", "s3cret"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(printed.contains("gate"), "non-secret values stay visible");
+        assert!(is_secret("sasl_password") && is_secret("SASL.JAAS.CONFIG"));
+        assert!(!is_secret("sasl.username") && !is_secret("ssl.ca.location"));
     }
 }

@@ -168,6 +168,12 @@ pub fn release_producer(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// The start-up probe ([`crate::gate::connect`]): only the connection and
+/// security settings matter.
+pub fn probe(settings: &Settings) -> ClientConfig {
+    base(settings)
+}
+
 /// The admin client that creates the changelog topic when missing.
 pub fn admin(settings: &Settings) -> ClientConfig {
     base(settings)

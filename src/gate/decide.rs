@@ -160,6 +160,7 @@ impl Handler {
             outstanding: outstanding.clone(),
             to_partition: None,
             inputs: Vec::new(),
+            held: false,
         };
         self.dispatcher
             .send(&out, job.key.as_deref(), Box::new(pending()));

@@ -8,6 +8,7 @@
 //! chain of small steps, each in its file:
 //!
 //! - [`clients`]: librdkafka configurations every client is built from;
+//! - [`connect`]: reaching the broker at start, refused credentials fatal;
 //! - [`consumer`]: the group consumer's context (rebalances, commits, lag);
 //! - [`intake`]: the consume loop, claiming each record's offset;
 //! - [`decide`]: the decide workers (parse, `policy::decide`, state);
@@ -20,6 +21,7 @@
 
 pub mod clients;
 mod committer;
+pub mod connect;
 pub mod consumer;
 pub mod decide;
 pub mod delivery;
@@ -71,6 +73,9 @@ pub enum PipelineError {
     /// A client configuration librdkafka refuses (a bad `kafka.properties`).
     #[error("invalid configuration: Kafka client: {0}")]
     Client(String),
+    /// The broker refused the credentials or the TLS handshake.
+    #[error("Kafka at {brokers} refused the connection: {reason}")]
+    Refused { brokers: String, reason: String },
     #[error("cannot subscribe to {topic}: {error}")]
     Subscribe { topic: String, error: String },
     #[error("unrecoverable Kafka error: {0}")]
@@ -85,16 +90,25 @@ pub enum PipelineError {
 impl PipelineError {
     /// True for errors the operator fixes in the configuration (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, PipelineError::Client(_))
+        matches!(
+            self,
+            PipelineError::Client(_) | PipelineError::Refused { .. }
+        )
     }
 }
 
 fn client_error(e: &rdkafka::error::KafkaError) -> Option<PipelineError> {
     match e {
-        rdkafka::error::KafkaError::ClientConfig(..)
-        | rdkafka::error::KafkaError::ClientCreation(_) => {
-            Some(PipelineError::Client(e.to_string()))
+        rdkafka::error::KafkaError::ClientConfig(_, desc, key, value) => {
+            // The value may be a secret (a password librdkafka refused).
+            let value = if crate::config::is_secret(key) {
+                "[redacted]"
+            } else {
+                value.as_str()
+            };
+            Some(PipelineError::Client(format!("{desc} {key} {value}")))
         }
+        rdkafka::error::KafkaError::ClientCreation(_) => Some(PipelineError::Client(e.to_string())),
         _ => None,
     }
 }
@@ -321,7 +335,24 @@ impl Gate {
             error,
         };
 
-        // 1. Reach the broker and start the consent feed.
+        // 1. Reach the broker (stopping at once if it refuses the
+        // credentials), then start the consent feed.
+        match connect::probe(s, startup, shutdown) {
+            Ok(()) => {}
+            Err(connect::Refused::Credentials(reason)) => {
+                return Err(PipelineError::Refused {
+                    brokers: s.kafka.brokers.clone(),
+                    reason,
+                });
+            }
+            Err(connect::Refused::Client(e)) => {
+                return Err(
+                    client_error(&e).unwrap_or_else(|| PipelineError::Client(e.to_string()))
+                );
+            }
+            Err(connect::Refused::Unreachable(e)) => return Err(unreachable(e)),
+            Err(connect::Refused::Stopped) => return Ok(self.summary(true)),
+        }
         let feed = connect_with_retry(startup, shutdown, |left| {
             ConsentFeed::start(
                 &clients::consent_reader(s),

@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use super::kafka_process::{self, Jvm, KafkaProcess, LaunchError};
+use super::kafka_security::{self, Secure};
 use super::process;
 
 pub use super::kafka_process::{KAFKA_VERSION, kafka_home};
@@ -70,6 +71,49 @@ impl Broker {
             port: kafka.port(),
             kafka: Mutex::new(kafka),
         }
+    }
+
+    /// Starts a broker of its own with a SASL_SSL listener beside the
+    /// PLAINTEXT one: SCRAM-SHA-512 `users`, a test CA, ACLs enforced there
+    /// (PLAINTEXT clients are super users, for the test's own setup).
+    pub fn start_secure(name: &str, users: &[(&str, &str)]) -> Broker {
+        let secure = Secure {
+            users: users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+        };
+        let kafka = or_panic(KafkaProcess::start_secure(
+            &kafka_home(),
+            &process::work_dir(name),
+            Jvm::QuickStart,
+            secure,
+        ));
+        Broker {
+            port: kafka.port(),
+            kafka: Mutex::new(kafka),
+        }
+    }
+
+    /// `127.0.0.1:PORT` of the SASL_SSL listener (panics without one).
+    pub fn secure_bootstrap(&self) -> String {
+        self.kafka()
+            .secure_bootstrap()
+            .unwrap_or_else(|| panic!("this broker has no SASL_SSL listener"))
+    }
+
+    /// The test CA's certificate (PEM) for `ssl.ca.location`.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.kafka()
+            .ca_pem()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("this broker has no SASL_SSL listener"))
+    }
+
+    /// Runs Kafka's AclCommand with `args` (e.g. `--add --allow-principal
+    /// User:x --operation Write --topic t`) as a super user.
+    pub fn acl(&self, args: &[&str]) {
+        or_panic(kafka_security::acl(&self.kafka(), args));
     }
 
     /// The launcher; a test that panicked holding it leaves it usable.

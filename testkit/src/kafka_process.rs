@@ -26,6 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::kafka_security::{self, Secure, Tls};
 use crate::process::{self, Child};
 
 /// The Kafka version `scripts/kafka install` fetches.
@@ -75,6 +76,12 @@ pub enum LaunchError {
         log_tail: String,
         stdout: PathBuf,
         stdout_tail: String,
+    },
+    #[error("{what} failed ({status}):\n{output}")]
+    Tool {
+        what: String,
+        status: ExitStatus,
+        output: String,
     },
     #[error("admin client for {bootstrap}: {source}")]
     Admin {
@@ -204,6 +211,15 @@ pub struct KafkaProcess {
     child: Option<Child>,
     /// How many times it was started, to name the stdout files.
     starts: u32,
+    /// The SASL_SSL listener, if the broker has one.
+    secure: Option<SecureListener>,
+}
+
+/// A SASL_SSL listener beside the PLAINTEXT one (see [`kafka_security`]).
+struct SecureListener {
+    port: u16,
+    users: Secure,
+    tls: Tls,
 }
 
 impl KafkaProcess {
@@ -220,6 +236,36 @@ impl KafkaProcess {
     /// formats the storage (unless `dir` holds a formatted one already);
     /// starts nothing ([`KafkaProcess::launch`] does).
     pub fn configure(home: &Path, dir: &Path, jvm: Jvm) -> Result<KafkaProcess, LaunchError> {
+        KafkaProcess::configure_with(home, dir, jvm, None)
+    }
+
+    /// Like [`KafkaProcess::start`], with a SASL_SSL listener (SCRAM-SHA-512
+    /// users, a test CA, ACLs enforced) beside the PLAINTEXT one.
+    pub fn start_secure(
+        home: &Path,
+        dir: &Path,
+        jvm: Jvm,
+        secure: Secure,
+    ) -> Result<KafkaProcess, LaunchError> {
+        let mut kafka = KafkaProcess::configure_with(home, dir, jvm, Some(secure))?;
+        kafka.launch()?;
+        Ok(kafka)
+    }
+
+    fn configure_with(
+        home: &Path,
+        dir: &Path,
+        jvm: Jvm,
+        secure: Option<Secure>,
+    ) -> Result<KafkaProcess, LaunchError> {
+        let secure = match secure {
+            Some(users) => Some(SecureListener {
+                port: free_port()?,
+                tls: kafka_security::make_tls(&dir.join("tls"))?,
+                users,
+            }),
+            None => None,
+        };
         let libs = installed_libs(home).ok_or_else(|| LaunchError::NotInstalled {
             libs: home.join("libs"),
         })?;
@@ -232,6 +278,7 @@ impl KafkaProcess {
             jvm,
             child: None,
             starts: 0,
+            secure,
         };
         kafka.write_config()?;
         kafka.format()?;
@@ -241,6 +288,39 @@ impl KafkaProcess {
     /// `127.0.0.1:PORT`, for `bootstrap.servers` and `kafka.brokers`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT` of the SASL_SSL listener, if there is one.
+    pub fn secure_bootstrap(&self) -> Option<String> {
+        self.secure
+            .as_ref()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+    }
+
+    /// The test CA's certificate (PEM) the SASL_SSL listener's is signed by.
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.secure.as_ref().map(|s| s.tls.ca_pem.as_path())
+    }
+
+    /// `java -cp LIBS/* class` for one of Kafka's command-line tools.
+    pub fn tool_command(&self, class: &str) -> Command {
+        let mut command = Command::new("java");
+        command
+            .args(["-Xmx256m", "-XX:TieredStopAtLevel=1"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("log4j2.properties").display()
+            ))
+            .arg(format!(
+                "-Dkafka.logs.dir={}",
+                self.dir.join("logs").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", self.libs.display()))
+            .arg(class)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        command
     }
 
     /// The broker's (PLAINTEXT) port.
@@ -266,10 +346,19 @@ impl KafkaProcess {
     fn write_config(&self) -> Result<(), LaunchError> {
         let logs = self.dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io_error(format!("create {}", logs.display())))?;
-        let props = SERVER_PROPERTIES
+        let mut props = SERVER_PROPERTIES
             .replace("@PORT@", &self.port.to_string())
             .replace("@CONTROLLER_PORT@", &self.controller_port.to_string())
             .replace("@DATA_DIR@", &self.dir.join("data").display().to_string());
+        if let Some(s) = &self.secure {
+            props = kafka_security::server_properties(
+                &props,
+                self.port,
+                self.controller_port,
+                s.port,
+                &s.tls,
+            );
+        }
         for (name, text) in [
             ("server.properties", props.as_str()),
             ("log4j2.properties", LOG4J2_PROPERTIES),
@@ -293,6 +382,12 @@ impl KafkaProcess {
             .arg(cluster_id())
             .arg("-c")
             .arg(self.dir.join("server.properties"))
+            .args(
+                self.secure
+                    .as_ref()
+                    .map(|s| kafka_security::scram_format_args(&s.users))
+                    .unwrap_or_default(),
+            )
             .output()
             .map_err(LaunchError::Java)?;
         if !out.status.success() {

@@ -14,13 +14,15 @@
 //! The broker launcher itself ([`kafka_process`], which returns errors
 //! instead of panicking) is also the benchmark's (`smsgate-bench`, whose
 //! crate depends on this one); [`broker::Broker`] is its panicking,
-//! test-facing wrapper.
+//! test-facing wrapper; [`kafka_security`] adds a SASL_SSL listener
+//! (SCRAM-SHA-512, a test CA, ACLs) for the security tests.
 
 pub mod broker;
 pub mod events;
 pub mod gate;
 pub mod kafka;
 pub mod kafka_process;
+pub mod kafka_security;
 pub mod marketing;
 pub mod process;
 pub mod verify;

@@ -1,4 +1,4 @@
-//! End-to-end tests against a real Apache Kafka broker process (feature `e2e`; `scripts/test` turns it on): the gate as a child process, crash and restart, rebalances, state restore, opt-out replies, policy reload, Prometheus scraping.
+//! End-to-end tests against a real Apache Kafka broker process (feature `e2e`; `scripts/test` turns it on): the gate as a child process, crash and restart, rebalances, state restore, opt-out replies, policy reload, Prometheus scraping, SASL_SSL with ACLs.
 //!
 //! One module per concern; run one with `cargo test --test broker MODULE::`.
 
@@ -16,3 +16,4 @@ mod optout;
 mod policy_reload;
 mod prometheus;
 mod rebalance;
+mod security;

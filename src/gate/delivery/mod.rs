@@ -1,8 +1,10 @@
 //! Delivery of decided records: the producer and its delivery thread
 //! ([`producer`]), what each acknowledgement completes ([`pending`]), and
 //! per-partition ordered acknowledgement, which decides the offset that may
-//! be committed ([`offsets`]).
+//! be committed ([`offsets`]), and the output topics a lasting failure
+//! blocks ([`blocked`]).
 
+pub mod blocked;
 pub mod offsets;
 pub mod pending;
 pub mod producer;

@@ -28,6 +28,9 @@ pub struct Pending {
     /// For a changelog batch record: the inputs whose entries it carries
     /// (each also waits for its own output record).
     pub inputs: Vec<Pending>,
+    /// Held after a permanent failure: its topic counts as blocked until
+    /// it is delivered or dropped ([`super::blocked`]).
+    pub held: bool,
 }
 
 impl Pending {
@@ -50,6 +53,7 @@ impl Pending {
             outstanding: None,
             to_partition: Some(partition),
             inputs,
+            held: false,
         })
     }
 

@@ -19,6 +19,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::gate::delivery::blocked::{Blocked, FailureKind};
 use crate::gate::delivery::offsets::{Epoch, OffsetTracker};
 use crate::gate::delivery::pending::Pending;
 use crate::gate::route::Output;
@@ -40,6 +41,8 @@ struct Inner {
     tracker: OffsetTracker<i32>,
     retries: VecDeque<Retry>,
     fatal: Option<String>,
+    /// Topics with records held after a permanent failure (not ready).
+    blocked: Blocked,
 }
 
 pub struct Flight {
@@ -56,8 +59,10 @@ pub struct Flight {
     metrics: Arc<Metrics>,
     retry_backoff: Duration,
     /// Milliseconds since `started` of the last produce-failure warning
-    /// (one line per second at most).
+    /// (one line per second at most) and error (one per 10 s: a lasting
+    /// failure repeats on every retry).
     last_warn_ms: AtomicU64,
+    last_error_ms: AtomicU64,
     started: Instant,
 }
 
@@ -71,6 +76,7 @@ impl Flight {
             metrics,
             retry_backoff,
             last_warn_ms: AtomicU64::new(0),
+            last_error_ms: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -89,7 +95,15 @@ impl Flight {
         let mut inner = self.lock();
         self.assignments.fetch_add(1, Ordering::Release);
         inner.tracker.revoke(&partition);
-        inner.retries.retain(|r| r.pending.partition != partition);
+        // The next owner re-reads these records from the committed offset.
+        let (dropped, kept) = std::mem::take(&mut inner.retries)
+            .into_iter()
+            .partition(|r| r.pending.partition == partition);
+        inner.retries = kept;
+        for r in dropped.iter().filter(|r| r.pending.held) {
+            inner.blocked.release(&r.topic);
+        }
+        self.metrics.delivery_blocked(inner.blocked.len());
     }
 
     pub fn is_assigned(&self, partition: i32) -> bool {
@@ -158,6 +172,15 @@ impl Flight {
     fn on_delivered(&self, pending: &Pending, topic: &str) {
         self.metrics.delivered_part(topic);
         let mut inner = None;
+        if pending.held {
+            let mut guard = self.lock();
+            guard.blocked.release(topic);
+            self.metrics.delivery_blocked(guard.blocked.len());
+            if guard.blocked.is_empty() {
+                tracing::info!(topic, "delivery to the topic works again");
+            }
+            inner = Some(guard);
+        }
         for p in std::iter::once(pending).chain(&pending.inputs) {
             if p.epoch != crate::gate::delivery::offsets::NO_EPOCH && p.completes_input() {
                 inner.get_or_insert_with(|| self.lock()).tracker.ack(
@@ -178,40 +201,74 @@ impl Flight {
         error: &KafkaError,
         message: rdkafka::message::OwnedMessage,
     ) {
-        let topic = message.topic().to_string();
-        self.metrics.produce_failed(&topic);
-        self.warn_rate_limited(&topic, &pending, error);
+        let retry = Retry {
+            topic: message.topic().to_string(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: message.headers().cloned(),
+            due: Instant::now() + self.retry_backoff,
+            pending,
+        };
+        self.failed(retry, error);
+    }
+
+    /// A delivery failed: count and report it, and queue the record to be
+    /// produced again while its partition is assigned here (else the next
+    /// owner re-reads it from the committed position, which never passed
+    /// it). A permanent failure blocks the topic until the record goes.
+    fn failed(&self, mut retry: Retry, error: &KafkaError) {
+        let kind = FailureKind::of(error);
+        self.metrics.produce_failed(&retry.topic, kind.label());
+        self.report(&retry.topic, &retry.pending, error, kind);
         let mut inner = self.lock();
-        if inner
+        let current = inner
             .tracker
-            .is_current(&pending.partition, pending.owner_epoch())
-        {
-            inner.retries.push_back(Retry {
-                topic,
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().map(<[u8]>::to_vec),
-                headers: message.headers().cloned(),
-                due: Instant::now() + self.retry_backoff,
-                pending,
-            });
+            .is_current(&retry.pending.partition, retry.pending.owner_epoch());
+        if current && kind.is_permanent() && !retry.pending.held {
+            retry.pending.held = true;
+            inner.blocked.hold(&retry.topic, kind);
+        } else if !current && retry.pending.held {
+            inner.blocked.release(&retry.topic);
         }
-        // Else the partition was revoked: the next owner re-reads the record
-        // from the committed position, which never passed it.
+        self.metrics.delivery_blocked(inner.blocked.len());
+        if current {
+            inner.retries.push_back(retry);
+        }
         drop(inner);
         self.notify();
     }
 
-    fn warn_rate_limited(&self, topic: &str, p: &Pending, error: &KafkaError) {
+    /// One line per failure, rate-limited: ERROR for a failure that lasts
+    /// until an operator acts, WARN for one that passes by itself.
+    fn report(&self, topic: &str, p: &Pending, error: &KafkaError, kind: FailureKind) {
+        let (last, every_ms) = if kind.is_permanent() {
+            (&self.last_error_ms, 10_000)
+        } else {
+            (&self.last_warn_ms, 1_000)
+        };
         let now = self.started.elapsed().as_millis() as u64;
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= 1000)
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        let before = last.load(Ordering::Relaxed);
+        let due = (before == 0 || now.saturating_sub(before) >= every_ms)
+            && last
+                .compare_exchange(before, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if !due {
+            return;
+        }
+        if kind.is_permanent() {
+            tracing::error!(
+                topic,
+                kind = kind.label(),
+                partition = p.partition,
+                offset = p.offset,
+                error = %error,
+                "cannot deliver to {topic}: {error}; the record is held and produced again, \
+                 no offset is committed past it, and the gate is not ready until it is delivered"
+            );
+        } else {
             tracing::warn!(
                 topic,
+                kind = kind.label(),
                 partition = p.partition,
                 offset = p.offset,
                 error = %error,
@@ -352,9 +409,6 @@ impl Dispatcher {
                     if crate::gate::clients::is_fatal(&error) {
                         self.flight.set_fatal(format!("producer: {error}"));
                     }
-                    self.metrics.produce_failed(topic);
-                    self.flight
-                        .warn_rate_limited(topic, &back.delivery_opaque, &error);
                     let retry = Retry {
                         topic: topic.to_string(),
                         key: back.key.map(<[u8]>::to_vec),
@@ -363,7 +417,7 @@ impl Dispatcher {
                         due: Instant::now() + self.flight.retry_backoff,
                         pending: back.delivery_opaque,
                     };
-                    self.flight.lock().retries.push_back(retry);
+                    self.flight.failed(retry, &error);
                     return;
                 }
             }
@@ -373,13 +427,18 @@ impl Dispatcher {
     /// Produces again every failed record whose backoff has passed.
     pub fn resend_due(&self) {
         for retry in self.flight.take_due_retries() {
-            if !self
-                .flight
-                .lock()
-                .tracker
-                .is_current(&retry.pending.partition, retry.pending.owner_epoch())
             {
-                continue;
+                let mut inner = self.flight.lock();
+                if !inner
+                    .tracker
+                    .is_current(&retry.pending.partition, retry.pending.owner_epoch())
+                {
+                    if retry.pending.held {
+                        inner.blocked.release(&retry.topic);
+                        self.metrics.delivery_blocked(inner.blocked.len());
+                    }
+                    continue;
+                }
             }
             let to_partition = retry.pending.to_partition;
             let mut record = BaseRecord::with_opaque_to(&retry.topic, retry.pending);
@@ -431,122 +490,5 @@ impl Dispatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rdkafka::message::OwnedMessage;
-
-    fn failed_output(partition: i32) -> OwnedMessage {
-        OwnedMessage::new(
-            Some(b"value".to_vec()),
-            Some(b"+8613800000000".to_vec()),
-            "sms.approved".into(),
-            rdkafka::Timestamp::NotAvailable,
-            partition,
-            -1,
-            None,
-        )
-    }
-
-    fn pending(partition: i32, epoch: Epoch, offset: i64) -> Box<Pending> {
-        Box::new(Pending {
-            partition,
-            epoch,
-            offset,
-            polled_at: Instant::now(),
-            outstanding: None,
-            to_partition: None,
-            inputs: Vec::new(),
-        })
-    }
-
-    fn timeout() -> KafkaError {
-        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
-    }
-
-    #[test]
-    fn a_failed_delivery_is_queued_again_after_the_backoff_and_holds_the_commit() {
-        let f = Flight::new(Arc::new(Metrics::new()), Duration::from_millis(30));
-        let e = f.assign(0);
-        f.take(0, 7);
-        f.take(0, 8);
-        f.on_delivered(&pending(0, e, 8), "sms.approved");
-        f.on_failed(pending(0, e, 7), &timeout(), failed_output(0));
-        assert_eq!(f.to_commit(), vec![(0, 7)], "7 is not acknowledged yet");
-        assert!(f.take_due_retries().is_empty(), "not before the backoff");
-        std::thread::sleep(Duration::from_millis(40));
-        let due = f.take_due_retries();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].payload.as_deref(), Some(&b"value"[..]));
-        assert_eq!(due[0].key.as_deref(), Some(&b"+8613800000000"[..]));
-        assert_eq!(due[0].pending.offset, 7);
-        f.on_delivered(&due[0].pending, "sms.approved");
-        assert_eq!(f.to_commit(), vec![(0, 9)]);
-    }
-
-    #[test]
-    fn a_failed_changelog_batch_is_retried_and_completes_its_inputs() {
-        let f = Flight::new(Arc::new(Metrics::new()), Duration::ZERO);
-        let e = f.assign(0);
-        f.take(0, 7);
-        let shared = Arc::new(AtomicUsize::new(2));
-        let mut input = *pending(0, e, 7);
-        input.outstanding = Some(shared.clone());
-        let mut output = *pending(0, e, 7);
-        output.outstanding = Some(shared);
-        f.on_delivered(&output, "sms.approved");
-        assert_eq!(
-            f.to_commit(),
-            vec![(0, 7)],
-            "7 waits for its changelog batch"
-        );
-        let batch = Pending::changelog(0, vec![input]);
-        f.on_failed(batch, &timeout(), failed_output(0));
-        let due = f.take_due_retries();
-        assert_eq!(due.len(), 1, "a batch carrying inputs is produced again");
-        f.on_delivered(&due[0].pending, "smsgate.gate-state");
-        assert_eq!(f.to_commit(), vec![(0, 8)]);
-    }
-
-    #[test]
-    fn a_failure_for_a_revoked_partition_is_left_to_the_next_owner() {
-        let f = Flight::new(Arc::new(Metrics::new()), Duration::ZERO);
-        let e = f.assign(3);
-        f.take(3, 1);
-        f.revoke(3);
-        f.on_failed(pending(3, e, 1), &timeout(), failed_output(3));
-        assert!(f.take_due_retries().is_empty());
-        assert_eq!(f.pending_total(), 0);
-    }
-
-    fn shared_pending(outstanding: Option<Arc<AtomicUsize>>) -> Pending {
-        Pending {
-            partition: 0,
-            epoch: 1,
-            offset: 7,
-            polled_at: Instant::now(),
-            outstanding,
-            to_partition: None,
-            inputs: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn an_input_completes_only_with_its_output_and_every_changelog_entry() {
-        let shared = Arc::new(AtomicUsize::new(3));
-        let (output, dedup, cap) = (
-            shared_pending(Some(shared.clone())),
-            shared_pending(Some(shared.clone())),
-            shared_pending(Some(shared)),
-        );
-        assert!(!dedup.completes_input());
-        assert!(!output.completes_input());
-        assert!(
-            cap.completes_input(),
-            "the last acknowledgement completes it"
-        );
-        assert!(
-            shared_pending(None).completes_input(),
-            "a lone output completes at once"
-        );
-    }
-}
+#[path = "producer_tests.rs"]
+mod tests;

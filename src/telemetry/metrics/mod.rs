@@ -12,7 +12,7 @@ pub mod server;
 mod stores;
 mod threads;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus::{
@@ -58,6 +58,7 @@ pub struct Metrics {
     policy_reload_failures: IntCounter,
     ready: IntGauge,
     broker_up: IntGauge,
+    delivery_blocked: IntGauge,
     /// Durable-state metrics (`stores.rs`).
     state: stores::StateMetrics,
     /// CPU per thread of this process, read at each scrape (`threads.rs`).
@@ -67,6 +68,9 @@ pub struct Metrics {
     consent_caught_up: AtomicBool,
     broker_reachable: AtomicBool,
     stopping: AtomicBool,
+    /// Output topics blocked by a permanent produce failure (ACL, missing
+    /// topic, record too large): not ready while any is.
+    blocked_topics: AtomicUsize,
     /// Sum of `produce_errors` over topics, for [`Metrics::snapshot`].
     produce_errors_total: AtomicU64,
 }
@@ -77,6 +81,15 @@ pub const IGNORED_NO_EVIDENCE: &str = "no_evidence";
 /// `consent_ignored` reason: a record that is not a valid consent event.
 pub const IGNORED_INVALID: &str = "invalid";
 pub const CONSENT_IGNORED_REASONS: [&str; 2] = [IGNORED_NO_EVIDENCE, IGNORED_INVALID];
+/// `produce_errors` kinds (`gate::delivery::blocked::FailureKind`); the
+/// first three last until an operator acts.
+pub const FAILURE_KINDS: [&str; 5] = [
+    "authorization",
+    "unknown_topic",
+    "too_large",
+    "timeout",
+    "other",
+];
 /// `consumer_errors` kind: an error the consume loop's poll returned.
 pub const CONSUMER_ERROR_POLL: &str = "poll";
 /// `consumer_errors` kind: the static member was fenced; the gate rebuilt
@@ -157,8 +170,8 @@ impl Metrics {
             produce_errors: counter_vec(
                 &r,
                 PRODUCE_ERRORS,
-                "Failed deliveries (each is retried), by output topic",
-                &["topic"],
+                "Failed deliveries (each is retried), by output topic and kind of failure",
+                &["topic", "kind"],
             ),
             produce_retries: counter_vec(
                 &r,
@@ -222,6 +235,11 @@ impl Metrics {
                 BROKER_UP,
                 "1 while the consumer has a connection to a broker",
             ),
+            delivery_blocked: gauge(
+                &r,
+                DELIVERY_BLOCKED,
+                "Output topics the gate cannot deliver to until an operator acts (an ACL, a missing topic, a record too large)",
+            ),
             state: stores::StateMetrics::register(&r),
             threads: threads::ThreadMetrics::register(&r),
             non_recipient_keys: counter(
@@ -241,6 +259,7 @@ impl Metrics {
             consent_caught_up: AtomicBool::new(false),
             broker_reachable: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
+            blocked_topics: AtomicUsize::new(0),
             produce_errors_total: AtomicU64::new(0),
         };
         m.broker_up.set(1);
@@ -263,7 +282,9 @@ impl Metrics {
     pub fn output_topics(&self, topics: &[&str]) {
         for topic in topics {
             self.produced.with_label_values(&[topic]);
-            self.produce_errors.with_label_values(&[topic]);
+            for kind in FAILURE_KINDS {
+                self.produce_errors.with_label_values(&[topic, kind]);
+            }
             self.produce_retries.with_label_values(&[topic]);
         }
     }
@@ -331,9 +352,10 @@ impl Metrics {
 
     /// A delivery failed; the record is produced again (or dropped when its
     /// partition was revoked meanwhile, to be re-read by the new owner).
-    pub fn produce_failed(&self, topic: &str) {
+    /// `kind`: one of [`FAILURE_KINDS`].
+    pub fn produce_failed(&self, topic: &str, kind: &'static str) {
         self.in_flight.dec();
-        self.produce_errors.with_label_values(&[topic]).inc();
+        self.produce_errors.with_label_values(&[topic, kind]).inc();
         self.produce_errors_total.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -409,17 +431,26 @@ impl Metrics {
         self.broker_reachable.load(Ordering::SeqCst)
     }
 
+    /// How many output topics a permanent produce failure blocks.
+    pub fn delivery_blocked(&self, topics: usize) {
+        if self.blocked_topics.swap(topics, Ordering::SeqCst) != topics {
+            self.delivery_blocked.set(topics as i64);
+            self.refresh_ready();
+        }
+    }
+
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.refresh_ready();
     }
 
     /// Ready: consent caught up, assigned partitions restored, a broker
-    /// reachable, not shutting down.
+    /// reachable, every output topic deliverable, not shutting down.
     pub fn is_ready(&self) -> bool {
         self.consent_caught_up.load(Ordering::SeqCst)
             && self.state.is_restored()
             && self.broker_reachable.load(Ordering::SeqCst)
+            && self.blocked_topics.load(Ordering::SeqCst) == 0
             && !self.stopping.load(Ordering::SeqCst)
     }
 
@@ -510,12 +541,26 @@ mod tests {
             "smsgate_consent_ignored_total{reason=\"invalid\"} 0",
             "smsgate_consumer_errors_total{kind=\"poll\"} 0",
             "smsgate_produced_total{topic=\"sms.approved\"} 0",
-            "smsgate_produce_errors_total{topic=\"sms.changelog\"} 0",
+            "smsgate_produce_errors_total{kind=\"authorization\",topic=\"sms.changelog\"} 0",
+            "smsgate_produce_errors_total{kind=\"too_large\",topic=\"sms.approved\"} 0",
+            "smsgate_delivery_blocked 0",
             "smsgate_produce_retries_total{topic=\"sms.approved\"} 0",
             "smsgate_policy_reload_failures_total 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_blocked_output_topic_makes_the_gate_not_ready_until_it_clears() {
+        let m = Metrics::new();
+        m.consent_caught_up();
+        m.delivery_blocked(1);
+        assert!(!m.is_ready());
+        assert!(m.render().contains("smsgate_ready 0"));
+        m.delivery_blocked(0);
+        assert!(m.is_ready());
+        assert!(m.render().contains("smsgate_delivery_blocked 0"));
     }
 
     #[test]
