@@ -20,6 +20,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub pipeline: PipelineSettings,
+    /// The delivery guarantee and its transactions.
+    pub delivery: DeliverySettings,
     /// Durable state (caps, duplicates, deferred); every key has a default.
     #[serde(default)]
     pub state: StateSettings,
@@ -119,6 +121,37 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// `delivery.guarantee` (CONTRACT §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Kafka transactions: outputs, changelog and input offsets of a
+    /// transaction become visible together or not at all.
+    ExactlyOnce,
+    /// Offsets committed after acknowledgement: nothing lost, but a crash
+    /// can decide (and send) the records in flight again. For brokers
+    /// without transactions.
+    AtLeastOnce,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliverySettings {
+    pub guarantee: Guarantee,
+    /// `exactly_once`: a transaction is committed this often…
+    pub transaction_interval_ms: u64,
+    /// …or once it holds this many input records, whichever comes first.
+    pub transaction_max_records: usize,
+    /// The broker aborts a transaction left open longer (a crashed gate's):
+    /// read_committed readers wait at most this long behind it.
+    pub transaction_timeout_ms: u64,
+}
+
+impl DeliverySettings {
+    pub fn exactly_once(&self) -> bool {
+        self.guarantee == Guarantee::ExactlyOnce
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PipelineSettings {
     /// Records in flight (decided, not yet acknowledged) before consuming pauses.
@@ -182,6 +215,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("pipeline.commit_interval_ms", "1000"),
     ("pipeline.retry_backoff_ms", "500"),
     ("pipeline.workers", "0"),
+    ("delivery.guarantee", "exactly_once"),
+    ("delivery.transaction_interval_ms", "100"),
+    ("delivery.transaction_max_records", "5000"),
+    ("delivery.transaction_timeout_ms", "10000"),
 ];
 
 impl Settings {
@@ -255,6 +292,15 @@ impl Settings {
         }
         if self.pipeline.max_in_flight == 0 {
             return bad("pipeline.max_in_flight must be at least 1");
+        }
+        if self.delivery.transaction_interval_ms == 0 || self.delivery.transaction_max_records == 0
+        {
+            return bad(
+                "delivery.transaction_interval_ms and delivery.transaction_max_records must be at least 1",
+            );
+        }
+        if self.delivery.transaction_timeout_ms < 1000 {
+            return bad("delivery.transaction_timeout_ms must be at least 1000");
         }
         if self.pipeline.workers > 64 {
             return bad("pipeline.workers must be at most 64 (0 = one per CPU core)");

@@ -78,7 +78,50 @@ pub fn producer(settings: &Settings) -> ClientConfig {
     c.set("queue.buffering.max.messages", queue.to_string());
     c.set("enable.idempotence", "true");
     c.set("acks", "all");
+    if settings.delivery.exactly_once() {
+        transactional(&mut c, settings, "gate");
+    }
     c
+}
+
+/// Makes a producer transactional. The id is stable per instance with
+/// static membership (`<group_id>-<group_instance_id>-<role>`: a restarted
+/// instance fences its predecessor's producer and aborts its open
+/// transaction at once) and unique per process otherwise (a crashed
+/// process's transaction is aborted after `delivery.transaction_timeout_ms`).
+/// Zombies are fenced by the consumer group's generation either way
+/// (KIP-447: the offsets go into the transaction with the group metadata).
+pub fn transactional(c: &mut ClientConfig, settings: &Settings, role: &str) {
+    let id = match &settings.kafka.group_instance_id {
+        Some(instance) => format!("{}-{instance}-{role}", settings.kafka.group_id),
+        None => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            format!(
+                "{}-{role}-{}-{}-{nanos:x}",
+                settings.kafka.group_id,
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        }
+    };
+    c.set("transactional.id", id);
+    c.set(
+        "transaction.timeout.ms",
+        settings.delivery.transaction_timeout_ms.to_string(),
+    );
+}
+
+/// What every reader of the gate's own topics sets: under `exactly_once`
+/// only committed records (never an aborted transaction's) are read.
+fn read_committed(c: &mut ClientConfig, settings: &Settings) {
+    if settings.delivery.exactly_once() {
+        c.set("isolation.level", "read_committed");
+    } else {
+        c.set_if_absent("isolation.level", "read_committed");
+    }
 }
 
 /// The group consumer of `topics.outbound`.
@@ -104,7 +147,7 @@ pub fn group_consumer(settings: &Settings) -> ClientConfig {
         .max(session);
     c.set_if_absent("max.poll.interval.ms", &poll.to_string());
     c.set_if_absent("auto.offset.reset", "earliest");
-    c.set_if_absent("isolation.level", "read_committed");
+    read_committed(&mut c, settings);
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
@@ -123,7 +166,7 @@ pub fn consent_reader(settings: &Settings) -> ClientConfig {
     prefetch(&mut c);
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "true");
-    c.set_if_absent("isolation.level", "read_committed");
+    read_committed(&mut c, settings);
     c
 }
 
@@ -139,6 +182,7 @@ pub fn changelog_reader(settings: &Settings) -> ClientConfig {
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "true");
     c.set("auto.offset.reset", "earliest");
+    read_committed(&mut c, settings);
     c
 }
 
@@ -152,6 +196,7 @@ pub fn release_consumer(settings: &Settings) -> ClientConfig {
         c.set("group.instance.id", format!("{id}-release"));
     }
     c.set_if_absent("auto.offset.reset", "earliest");
+    read_committed(&mut c, settings);
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c

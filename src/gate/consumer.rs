@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer as _;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
@@ -67,6 +68,9 @@ impl GateContext {
         partitions: Option<&[i32]>,
         periodic: bool,
     ) {
+        if self.dispatcher.transactions().is_some() {
+            return self.commit_transaction(consumer);
+        }
         let mut tpl = TopicPartitionList::new();
         let positions: Vec<(i32, i64)> = self
             .flight
@@ -109,13 +113,104 @@ impl GateContext {
         }
     }
 
+    /// `exactly_once`: commits the open transaction with the acknowledged
+    /// input offsets of every partition (see `delivery::transaction`), or
+    /// aborts it when anything failed; then begins the next one.
+    fn commit_transaction(&self, consumer: &GateConsumer) {
+        let Some(txn) = self.dispatcher.transactions() else {
+            return;
+        };
+        let _exclusive = txn.exclusive();
+        let producer = self.dispatcher.producer();
+        if let Some(why) = self.flight.aborted() {
+            return self.abort_transaction(&why);
+        }
+        if txn.records() == 0 && self.flight.to_commit().is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let committed = (|| -> Result<Vec<(i32, i64)>, String> {
+            // Every record sent is acknowledged: the offsets advance past
+            // the inputs of every batch in this transaction.
+            producer
+                .flush(txn.timeout)
+                .map_err(|e| format!("flush: {e}"))?;
+            if let Some(why) = self.flight.aborted() {
+                return Err(why);
+            }
+            let positions = self.flight.to_commit();
+            if !positions.is_empty() {
+                let mut tpl = TopicPartitionList::new();
+                for (p, o) in &positions {
+                    let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+                }
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| "no consumer group metadata".to_string())?;
+                producer
+                    .send_offsets_to_transaction(&tpl, &group, txn.timeout)
+                    .map_err(|e| format!("offsets: {e}"))?;
+            }
+            producer
+                .commit_transaction(txn.timeout)
+                .map_err(|e| format!("commit: {e}"))?;
+            Ok(positions)
+        })();
+        match committed {
+            Ok(positions) => {
+                for (p, o) in positions {
+                    self.flight.committed(p, o);
+                }
+                self.metrics.transaction_committed(started.elapsed());
+                self.metrics.delivery_blocked(0);
+                txn.began();
+                if let Err(e) = producer.begin_transaction() {
+                    self.flight.abort(format!("begin: {e}"));
+                }
+            }
+            Err(why) => {
+                self.flight.abort(why.clone());
+                self.abort_transaction(&why);
+            }
+        }
+    }
+
+    /// Aborts the open transaction: none of its records becomes visible to
+    /// read_committed readers. The gate is rebuilt next (the intake sees
+    /// `Flight::aborted`).
+    fn abort_transaction(&self, why: &str) {
+        let Some(txn) = self.dispatcher.transactions() else {
+            return;
+        };
+        if txn.is_finished() {
+            return;
+        }
+        tracing::warn!(
+            reason = why,
+            "transaction aborted; rebuilding the gate, which reads again from the committed offsets"
+        );
+        // A fenced or fatally failed producer cannot abort; its transaction
+        // is aborted by the broker (fencing, or the transaction timeout).
+        if let Err(e) = self.dispatcher.producer().abort_transaction(txn.timeout) {
+            tracing::debug!(error = %e, "abort_transaction");
+        }
+        self.metrics.transaction_aborted();
+        txn.finished();
+    }
+
     fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
         self.metrics.rebalanced("revoke");
         if let Err(e) = self.workers.flush() {
             tracing::error!(error = %e, "cannot hand records to a decide worker");
         }
-        if consumer.assignment_lost() {
+        if consumer.assignment_lost() && self.dispatcher.transactions().is_some() {
+            // The open transaction holds records of partitions another
+            // member now owns: it must not commit.
+            self.flight
+                .abort("the group assignment was lost".to_string());
+            self.commit_transaction(consumer);
+        } else if consumer.assignment_lost() {
             tracing::warn!(
                 ?partitions,
                 "assignment lost; partitions released without commit"

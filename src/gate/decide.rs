@@ -90,6 +90,9 @@ impl Handler {
     pub fn handle_batch(&self, batch: &[Job]) {
         // The batch's quarantine lines go out in one write, at its end.
         let _lines = crate::telemetry::logging::hold();
+        // `exactly_once`: the whole batch (outputs and changelog) goes into
+        // the open transaction; a commit waits for the batch to end.
+        let _transaction = self.dispatcher.transactions().map(|t| t.batch());
         // (input partition, entries, the inputs they belong to)
         let mut open: Vec<(i32, Vec<ChangelogEntry>, Vec<Pending>)> = Vec::new();
         let policy = self.policy.current();

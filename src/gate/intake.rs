@@ -50,6 +50,9 @@ pub(crate) enum Ended {
     Fatal(String),
     /// The static member was fenced: a new consumer can rejoin.
     Fenced(String),
+    /// `exactly_once`: the transaction was aborted; the gate is rebuilt
+    /// from what was committed.
+    Aborted(String),
 }
 
 impl Intake<'_> {
@@ -57,7 +60,12 @@ impl Intake<'_> {
     /// (another feed's consumer was fenced).
     pub fn run(&self, shutdown: &Shutdown, fenced: &Shutdown) -> Ended {
         let ctx = self.consumer.context();
-        let commit_every = Duration::from_millis(self.settings.pipeline.commit_interval_ms);
+        let delivery = &self.settings.delivery;
+        let commit_every = Duration::from_millis(if delivery.exactly_once() {
+            delivery.transaction_interval_ms
+        } else {
+            self.settings.pipeline.commit_interval_ms
+        });
         let max_in_flight = self.settings.pipeline.max_in_flight;
         // The consumer is subscribed to `topics.outbound` only.
         let consumed = ctx.metrics.consumed_counter(&self.settings.topics.outbound);
@@ -68,6 +76,9 @@ impl Intake<'_> {
             if let Some(why) = ctx.flight.fatal() {
                 return Ended::Fatal(why);
             }
+            if let Some(why) = ctx.flight.aborted() {
+                return Ended::Aborted(why);
+            }
             if fenced.is_triggered() {
                 ctx.metrics
                     .consumer_error(crate::telemetry::metrics::CONSUMER_ERROR_FENCED);
@@ -76,7 +87,11 @@ impl Intake<'_> {
             ctx.dispatcher.resend_due();
             // One clock read per turn: the loop runs once per record.
             let now = Instant::now();
-            if now.duration_since(last_commit) >= commit_every {
+            let full = ctx
+                .dispatcher
+                .transactions()
+                .is_some_and(|t| t.records() >= delivery.transaction_max_records);
+            if full || now.duration_since(last_commit) >= commit_every {
                 last_commit = now;
                 if !self.committer.request() {
                     return Ended::Fatal("the offset commit thread has stopped".into());
@@ -178,6 +193,7 @@ impl Intake<'_> {
     /// written again by the prune after the next restore).
     fn prune(&self) {
         let ctx = self.consumer.context();
+        let _transaction = ctx.dispatcher.transactions().map(|t| t.batch());
         self.state.prune(Utc::now(), |partition, entry| {
             ctx.dispatcher.send_changelog(
                 self.changelog,

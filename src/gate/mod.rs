@@ -83,6 +83,9 @@ pub enum PipelineError {
     /// The group consumer's static membership was fenced (see [`run`]).
     #[error("static group member fenced (kafka.group_instance_id): {0}")]
     Fenced(String),
+    /// A transaction was aborted (see [`run`]).
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
     #[error("pipeline thread failed: {0}")]
     Thread(String),
 }
@@ -171,6 +174,16 @@ pub async fn run(
         this_run.trigger();
         let _ = relay.await;
         match result {
+            // Not limited: an abort leaves nothing half-written, and a
+            // lasting cause (a missing ACL) is reported loudly meanwhile.
+            Err(PipelineError::Aborted(why)) if !shutdown.is_triggered() => {
+                tracing::warn!(error = %why, "transaction aborted; rebuilding the Kafka clients and state");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait() => {}
+                }
+                gate = Gate::rebuilt(settings.clone(), live, metrics);
+            }
             Err(PipelineError::Fenced(why)) if !shutdown.is_triggered() => {
                 rebuilds.retain(|t| t.elapsed() < REBUILD_WINDOW);
                 if rebuilds.len() >= MAX_REBUILDS {
@@ -210,6 +223,7 @@ impl Gate {
     /// A new gate after fencing: fresh clients and state (restored from
     /// the changelog as at start), the running policy and metrics kept.
     fn rebuilt(settings: Settings, policy: Arc<LivePolicy>, metrics: Arc<Metrics>) -> Gate {
+        metrics.restarting();
         let state = Arc::new(Stores::for_policy(&policy.current()));
         Gate {
             settings,
@@ -395,9 +409,26 @@ impl Gate {
             self.metrics.clone(),
             Duration::from_millis(s.pipeline.retry_backoff_ms),
         ));
+        let transaction_timeout = s
+            .delivery
+            .exactly_once()
+            .then(|| Duration::from_millis(s.delivery.transaction_timeout_ms));
         let dispatcher = Arc::new(
-            Dispatcher::new(&clients::producer(s), flight.clone(), self.metrics.clone())
-                .map_err(|e| PipelineError::Client(e.to_string()))?,
+            Dispatcher::new(
+                &clients::producer(s),
+                flight.clone(),
+                self.metrics.clone(),
+                transaction_timeout,
+            )
+            .map_err(|e| match e {
+                e @ (rdkafka::error::KafkaError::ClientConfig(..)
+                | rdkafka::error::KafkaError::ClientCreation(_)) => {
+                    client_error(&e).unwrap_or_else(|| PipelineError::Client(e.to_string()))
+                }
+                e => PipelineError::Fatal(format!(
+                    "cannot start Kafka transactions ({e}); for a broker without transactions set delivery.guarantee = \"at_least_once\""
+                )),
+            })?,
         );
         // Deciders (fed by the consume loop; flushed by the revoke callback).
         let handler = Arc::new(decide::Handler {
@@ -506,6 +537,7 @@ impl Gate {
             intake::Ended::Stopped => Ok(self.summary(drained)),
             intake::Ended::Fatal(why) => Err(PipelineError::Fatal(why)),
             intake::Ended::Fenced(why) => Err(PipelineError::Fenced(why)),
+            intake::Ended::Aborted(why) => Err(PipelineError::Aborted(why)),
         }
     }
 

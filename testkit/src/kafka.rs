@@ -246,6 +246,9 @@ impl Collector {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.message.max.bytes", "2000000")
+            // As a downstream reader must: an aborted transaction's records
+            // (exactly_once) are never seen.
+            .set("isolation.level", "read_committed")
             .create()
             .expect("create the collector consumer");
         let mut tpl = TopicPartitionList::new();

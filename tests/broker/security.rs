@@ -71,11 +71,14 @@ fn grant_all_but_approved(broker: &Broker, topics: &Topics) {
     args.extend([
         "--group",
         topics.group.as_str(),
+        "--transactional-id",
+        topics.group.as_str(),
         "--resource-pattern-type",
         "prefixed",
     ]);
-    // Prefixed, so the groups `<group>-inbound` and `<group>-release` and
-    // the changelog `<group>.gate-state` are covered too.
+    // Prefixed, so the groups `<group>-inbound` and `<group>-release`, the
+    // changelog `<group>.gate-state` and the transactional ids
+    // `<group>-…` (exactly_once) are covered too.
     broker.acl(&args);
     broker.acl(&[
         "--add",
@@ -272,7 +275,17 @@ fn without_write_on_approved_the_gate_stalls_loudly_and_resumes_once_granted() {
         support::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
             gate.get("/readyz").is_some_and(|(s, _)| s == 200)
         }),
-        "ready again after the grant; log:\n{}",
+        "ready again after the grant; metrics:\n{}\nlog:\n{}",
+        gate.get("/metrics")
+            .map(|(_, t)| t
+                .lines()
+                .filter(|l| l.starts_with("smsgate_ready")
+                    || l.starts_with("smsgate_delivery_blocked")
+                    || l.starts_with("smsgate_broker_up")
+                    || l.starts_with("smsgate_transactions_total"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+            .unwrap_or_default(),
         gate.log_tail()
     );
     eprintln!(

@@ -51,6 +51,11 @@ impl Harness {
         settings.pipeline.commit_interval_ms = 200;
         settings.pipeline.drain_timeout_secs = 15;
         settings.pipeline.retry_backoff_ms = 100;
+        // These tests inject faults into the at-least-once pipeline (retries,
+        // ordered commits); under exactly_once the mock cluster's group
+        // shows no committed offsets (the delivery test's commit check
+        // fails), so exactly_once is tested on Kafka (tests/broker).
+        settings.delivery.guarantee = smsgate::config::Guarantee::AtLeastOnce;
         // The mock coordinator waits a session timeout for members it still
         // knows before it completes a rebalance; keep that short.
         settings

@@ -55,6 +55,20 @@ impl FailureKind {
         }
     }
 
+    /// The kind named in a librdkafka transaction error line, e.g.
+    /// "… Topic authorization failed (TOPIC_AUTHORIZATION_FAILED)".
+    pub fn of_text(text: &str) -> Option<FailureKind> {
+        if text.contains("AUTHORIZATION_FAILED") {
+            Some(FailureKind::Authorization)
+        } else if text.contains("UNKNOWN_TOPIC") {
+            Some(FailureKind::UnknownTopic)
+        } else if text.contains("TOO_LARGE") {
+            Some(FailureKind::TooLarge)
+        } else {
+            None
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             FailureKind::Authorization => FAILURE_KINDS[0],
@@ -129,6 +143,23 @@ mod tests {
             assert_eq!(kind.label(), label, "{code:?}");
             assert!(kind.is_permanent(), "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_transaction_names_its_cause_in_text() {
+        let line = "Current transaction failed in state InTransaction: Failed to add partition(s) \
+                    to transaction on broker TxnCoordinator/1: Broker: Topic authorization failed \
+                    (after 5 ms) (TOPIC_AUTHORIZATION_FAILED)";
+        assert_eq!(FailureKind::of_text(line), Some(FailureKind::Authorization));
+        assert_eq!(
+            FailureKind::of_text("(UNKNOWN_TOPIC_OR_PART)"),
+            Some(FailureKind::UnknownTopic)
+        );
+        assert_eq!(
+            FailureKind::of_text("(MSG_SIZE_TOO_LARGE)"),
+            Some(FailureKind::TooLarge)
+        );
+        assert_eq!(FailureKind::of_text("(REQUEST_TIMED_OUT)"), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::gate::delivery::blocked::{Blocked, FailureKind};
 use crate::gate::delivery::offsets::{Epoch, OffsetTracker};
 use crate::gate::delivery::pending::Pending;
+use crate::gate::delivery::transaction::Transactions;
 use crate::gate::route::Output;
 use crate::telemetry::metrics::Metrics;
 
@@ -43,6 +44,14 @@ struct Inner {
     fatal: Option<String>,
     /// Topics with records held after a permanent failure (not ready).
     blocked: Blocked,
+    /// `exactly_once`: why the open transaction must be aborted (a failed
+    /// delivery, a failed commit). Nothing is retried then: the gate is
+    /// rebuilt and reads again from the committed offsets.
+    aborted: Option<String>,
+    /// `exactly_once`: why librdkafka failed the open transaction (its
+    /// TXNERR line). The records it then purges fail with "purged", so
+    /// this is the cause to count and report.
+    txn_error: Option<String>,
 }
 
 pub struct Flight {
@@ -64,6 +73,9 @@ pub struct Flight {
     last_warn_ms: AtomicU64,
     last_error_ms: AtomicU64,
     started: Instant,
+    /// `exactly_once`: a failed delivery aborts the transaction instead of
+    /// being produced again.
+    transactional: std::sync::atomic::AtomicBool,
 }
 
 impl Flight {
@@ -78,7 +90,24 @@ impl Flight {
             last_warn_ms: AtomicU64::new(0),
             last_error_ms: AtomicU64::new(0),
             started: Instant::now(),
+            transactional: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Failed deliveries abort the transaction (`exactly_once`).
+    pub fn set_transactional(&self) {
+        self.transactional.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the open transaction must be (or was) aborted, if it must.
+    pub fn aborted(&self) -> Option<String> {
+        self.lock().aborted.clone()
+    }
+
+    /// Marks the open transaction as failed; the first reason is kept.
+    pub fn abort(&self, why: String) {
+        self.lock().aborted.get_or_insert(why);
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -217,10 +246,33 @@ impl Flight {
     /// owner re-reads it from the committed position, which never passed
     /// it). A permanent failure blocks the topic until the record goes.
     fn failed(&self, mut retry: Retry, error: &KafkaError) {
-        let kind = FailureKind::of(error);
+        let cause = self.lock().txn_error.clone();
+        let kind = cause
+            .as_deref()
+            .and_then(FailureKind::of_text)
+            .unwrap_or_else(|| FailureKind::of(error));
         self.metrics.produce_failed(&retry.topic, kind.label());
-        self.report(&retry.topic, &retry.pending, error, kind);
+        match &cause {
+            Some(cause) => self.report(&retry.topic, &retry.pending, cause, kind),
+            None => self.report(&retry.topic, &retry.pending, error, kind),
+        }
         let mut inner = self.lock();
+        if self.transactional.load(Ordering::Relaxed) {
+            // Not produced again: the transaction is aborted and the
+            // gate rebuilt; the topic stays blocked until a commit succeeds.
+            if kind.is_permanent() && inner.blocked.is_empty() {
+                inner.blocked.hold(&retry.topic, kind);
+                self.metrics.delivery_blocked(inner.blocked.len());
+            }
+            let why = match &cause {
+                Some(cause) => format!("delivery to {} failed: {cause}", retry.topic),
+                None => format!("delivery to {} failed: {error}", retry.topic),
+            };
+            inner.aborted.get_or_insert(why);
+            drop(inner);
+            self.changed.notify_all();
+            return;
+        }
         let current = inner
             .tracker
             .is_current(&retry.pending.partition, retry.pending.owner_epoch());
@@ -240,7 +292,7 @@ impl Flight {
 
     /// One line per failure, rate-limited: ERROR for a failure that lasts
     /// until an operator acts, WARN for one that passes by itself.
-    fn report(&self, topic: &str, p: &Pending, error: &KafkaError, kind: FailureKind) {
+    fn report(&self, topic: &str, p: &Pending, error: &dyn std::fmt::Display, kind: FailureKind) {
         let (last, every_ms) = if kind.is_permanent() {
             (&self.last_error_ms, 10_000)
         } else {
@@ -297,11 +349,24 @@ pub struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "TXNERR" {
+            // "Current transaction failed in state …: … (TOPIC_AUTHORIZATION_FAILED)"
+            let cause = message.trim_start_matches("[thrd:main]: ").to_string();
+            self.flight.lock().txn_error.get_or_insert(cause);
+        }
         crate::gate::clients::log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if crate::gate::clients::is_fatal(&error) {
+        if crate::gate::clients::is_fatal(&error)
+            && self.flight.transactional.load(Ordering::Relaxed)
+        {
+            // A fenced transactional producer (a newer instance took its
+            // transactional.id, or the broker expired its epoch) writes
+            // nothing more; the gate is rebuilt with a new one.
+            tracing::error!(error = %error, reason, "transactional producer failed fatally");
+            self.flight.abort(format!("producer: {error}: {reason}"));
+        } else if crate::gate::clients::is_fatal(&error) {
             tracing::error!(error = %error, reason, "producer failed fatally");
             self.flight
                 .set_fatal(format!("producer: {error}: {reason}"));
@@ -327,28 +392,60 @@ pub struct Dispatcher {
     producer: ThreadedProducer<DeliveryContext>,
     flight: Arc<Flight>,
     metrics: Arc<Metrics>,
+    /// `exactly_once`: the open transaction.
+    transactions: Option<Transactions>,
 }
 
 pub type Producer = ThreadedProducer<DeliveryContext>;
 
 impl Dispatcher {
+    /// A producer for `config`; with `transaction_timeout` (for a
+    /// `transactional.id` config), its transactions are initialized and the
+    /// first begun.
     pub fn new(
         config: &rdkafka::ClientConfig,
         flight: Arc<Flight>,
         metrics: Arc<Metrics>,
+        transaction_timeout: Option<Duration>,
     ) -> Result<Dispatcher, KafkaError> {
         let producer: Producer = config.create_with_context(DeliveryContext {
             flight: flight.clone(),
         })?;
+        let transactions = match transaction_timeout {
+            Some(timeout) => {
+                flight.set_transactional();
+                Some(Transactions::start(&producer, timeout)?)
+            }
+            None => None,
+        };
         Ok(Dispatcher {
             producer,
             flight,
             metrics,
+            transactions,
         })
     }
 
     pub fn producer(&self) -> &Producer {
         &self.producer
+    }
+
+    /// The open transaction (`exactly_once`).
+    pub fn transactions(&self) -> Option<&Transactions> {
+        self.transactions.as_ref()
+    }
+
+    /// False once the open transaction must be aborted: nothing more is
+    /// sent (those inputs are never committed and are read again after the
+    /// rebuild).
+    fn may_send(&self) -> bool {
+        match &self.transactions {
+            None => true,
+            Some(t) => {
+                t.sent();
+                self.flight.aborted().is_none()
+            }
+        }
     }
 
     /// Hands one record to the producer, waiting while its queue is full.
@@ -359,6 +456,9 @@ impl Dispatcher {
                 key: name,
                 value: Some(value.as_bytes()),
             });
+        }
+        if !self.may_send() {
+            return;
         }
         let to_partition = pending.to_partition;
         let mut record = BaseRecord::with_opaque_to(out.topic, pending)
@@ -383,6 +483,9 @@ impl Dispatcher {
         value: Option<&[u8]>,
         pending: Box<Pending>,
     ) {
+        if !self.may_send() {
+            return;
+        }
         let to_partition = pending.to_partition;
         let mut record = BaseRecord::with_opaque_to(topic, pending).key(key);
         if let Some(v) = value {
@@ -475,7 +578,10 @@ impl Dispatcher {
             if left == 0 {
                 return true;
             }
-            if Instant::now() >= deadline || self.flight.fatal().is_some() {
+            if Instant::now() >= deadline
+                || self.flight.fatal().is_some()
+                || self.flight.aborted().is_some()
+            {
                 tracing::warn!(
                     pending = left,
                     "drain deadline reached; uncommitted records will be read again"

@@ -11,6 +11,7 @@ pub mod names;
 pub mod server;
 mod stores;
 mod threads;
+mod transactions;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub struct Metrics {
     state: stores::StateMetrics,
     /// CPU per thread of this process, read at each scrape (`threads.rs`).
     threads: threads::ThreadMetrics,
+    /// Kafka transactions (`transactions.rs`).
+    transactions: transactions::TransactionMetrics,
     non_recipient_keys: IntCounter,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
@@ -242,6 +245,7 @@ impl Metrics {
             ),
             state: stores::StateMetrics::register(&r),
             threads: threads::ThreadMetrics::register(&r),
+            transactions: transactions::TransactionMetrics::register(&r),
             non_recipient_keys: counter(
                 &r,
                 NON_RECIPIENT_KEYS,
@@ -437,6 +441,15 @@ impl Metrics {
             self.delivery_blocked.set(topics as i64);
             self.refresh_ready();
         }
+    }
+
+    /// A rebuilt gate (after fencing or an aborted transaction) runs again:
+    /// the previous run's stop no longer counts against readiness, and its
+    /// new consent table must catch up before anything is decided.
+    pub fn restarting(&self) {
+        self.stopping.store(false, Ordering::SeqCst);
+        self.consent_caught_up.store(false, Ordering::SeqCst);
+        self.refresh_ready();
     }
 
     pub fn stopping(&self) {

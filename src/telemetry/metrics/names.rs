@@ -8,6 +8,8 @@ pub const DECISIONS: &str = "smsgate_decisions_total"; // {outcome}
 pub const REASONS: &str = "smsgate_reasons_total"; // {code}
 pub const PRODUCED: &str = "smsgate_produced_total"; // {topic}
 pub const PRODUCE_ERRORS: &str = "smsgate_produce_errors_total"; // {topic, kind}
+pub const TRANSACTIONS: &str = "smsgate_transactions_total"; // {result="committed"|"aborted"}
+pub const TRANSACTION_SECONDS: &str = "smsgate_transaction_seconds"; // histogram, one commit
 pub const DELIVERY_BLOCKED: &str = "smsgate_delivery_blocked"; // gauge, output topics held by a permanent failure
 pub const PROCESSING_SECONDS: &str = "smsgate_processing_seconds"; // histogram, poll → decision
 pub const END_TO_END_SECONDS: &str = "smsgate_end_to_end_seconds"; // histogram, poll → delivery ack
