@@ -238,12 +238,16 @@ pub fn inbound_consumer(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// The producer of the opt-out forwarder.
+/// The producer of the opt-out forwarder (transactional under
+/// `exactly_once`: a reply's opt-out and its offset commit together).
 pub fn inbound_producer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     compress(&mut c);
     c.set("enable.idempotence", "true");
     c.set("acks", "all");
+    if settings.delivery.exactly_once() {
+        transactional(&mut c, settings, "inbound");
+    }
     c
 }
 

@@ -71,6 +71,7 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
             let registry = Arc::new(registry());
             move || registry.clone()
         },
+        smsgate::gate::feeds::replies::Commit::AfterAck,
         shutdown,
         move |f| {
             let _ = seen_tx.send(f);

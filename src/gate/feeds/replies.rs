@@ -2,14 +2,15 @@
 //! `topics.inbound` in the group `<group_id>-inbound` and writes each
 //! opt-out reply to `topics.consent` ([`run_forwarder`]).
 //! Every instance's consent feed then applies it. One group across the
-//! instances means each reply is forwarded once (a crash may forward a
-//! reply twice, which is harmless).
+//! instances means each reply is forwarded once: under `exactly_once` the
+//! opt-out and the reply's offset commit in one transaction; under
+//! `at_least_once` a crash may forward a reply twice, which is harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Settings;
@@ -55,8 +56,29 @@ pub fn spawn(
     let stop = shutdown.subscribe();
     tracing::info!(topic = %settings.topics.inbound, "forwarding opt-out replies");
     let fenced = fenced.clone();
+    let commit = if settings.delivery.exactly_once() {
+        Commit::Transaction(Duration::from_millis(
+            settings.delivery.transaction_timeout_ms,
+        ))
+    } else {
+        Commit::AfterAck
+    };
     Some(tokio::spawn(async move {
-        let ended = run_forwarder(consumer, producer, topic, registry, stop, |f| {
+        if let Commit::Transaction(timeout) = commit {
+            let p = producer.clone();
+            let init = tokio::task::spawn_blocking(move || p.init_transactions(timeout)).await;
+            let failed = match init {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::error!(error = %e, "cannot start the opt-out forwarder's transactions");
+                fenced.trigger();
+                return;
+            }
+        }
+        let ended = run_forwarder(consumer, producer, topic, registry, commit, stop, |f| {
             if f == Forwarded::OptOut {
                 tracing::debug!("opt-out reply forwarded");
             }
@@ -76,6 +98,17 @@ pub enum ForwarderEnd {
     Stopped,
     /// The consumer's static membership was fenced; it cannot go on.
     Fenced(String),
+}
+
+/// How a forwarded reply and its offset are made durable.
+#[derive(Debug, Clone, Copy)]
+pub enum Commit {
+    /// The offset is committed once the opt-out is acknowledged.
+    AfterAck,
+    /// `exactly_once`: the opt-out and the offset in one transaction (the
+    /// producer is transactional, its transactions initialized); the
+    /// duration bounds each transactional call.
+    Transaction(Duration),
 }
 
 /// What happened to one inbound record (for metrics).
@@ -101,6 +134,7 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
     producer: FutureProducer,
     consent_topic: String,
     registry: impl Fn() -> Arc<Registry> + Send,
+    commit: Commit,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     mut on_record: impl FnMut(Forwarded) + Send,
 ) -> ForwarderEnd {
@@ -121,7 +155,49 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 continue;
             }
         };
-        let outcome = match InboundReply::parse(message.payload().unwrap_or_default()) {
+        let parsed = InboundReply::parse(message.payload().unwrap_or_default());
+        if let Commit::Transaction(timeout) = commit {
+            let (outcome, record) = match &parsed {
+                Err(e) => {
+                    tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "inbound reply skipped");
+                    (Forwarded::Invalid, None)
+                }
+                Ok(reply) => match opt_out(reply, &registry()) {
+                    None => (Forwarded::NotOptOut, None),
+                    Some(event) => (
+                        Forwarded::OptOut,
+                        Some((event.topic_key(), event.to_json())),
+                    ),
+                },
+            };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match forward_in_transaction(
+                    &consumer,
+                    &producer,
+                    &consent_topic,
+                    &message,
+                    record.as_ref(),
+                    timeout,
+                )
+                .await
+                {
+                    Ok(()) => break,
+                    Err(Failed::Fatal(why)) => return ForwarderEnd::Fenced(why),
+                    Err(Failed::Retry(why)) => {
+                        tracing::warn!(error = %why, "opt-out transaction aborted; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => return ForwarderEnd::Stopped,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            on_record(outcome);
+            continue;
+        }
+        let outcome = match parsed {
             Err(e) => {
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %e, "inbound reply skipped");
                 Forwarded::Invalid
@@ -167,4 +243,60 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
             tracing::warn!(error = %e, "inbound commit failed; the reply may be forwarded again");
         }
     }
+}
+
+/// Why a transaction of the forwarder failed.
+enum Failed {
+    /// Aborted; the same reply is tried again.
+    Retry(String),
+    /// The producer is fenced or failed fatally: the gate rebuilds.
+    Fatal(String),
+}
+
+/// One reply in one transaction: its opt-out (if any) and its offset.
+async fn forward_in_transaction<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    producer: &FutureProducer,
+    consent_topic: &str,
+    message: &rdkafka::message::OwnedMessage,
+    record: Option<&(String, String)>,
+    timeout: Duration,
+) -> Result<(), Failed> {
+    let fail = |e: rdkafka::error::KafkaError| match &e {
+        rdkafka::error::KafkaError::Transaction(t) if t.is_fatal() => Failed::Fatal(e.to_string()),
+        _ => Failed::Retry(e.to_string()),
+    };
+    producer.begin_transaction().map_err(fail)?;
+    let result = async {
+        if let Some((key, value)) = record {
+            let r = FutureRecord::to(consent_topic)
+                .key(key.as_str())
+                .payload(value.as_str());
+            producer.send(r, timeout).await.map_err(|(e, _)| fail(e))?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            message.topic(),
+            message.partition(),
+            Offset::Offset(message.offset() + 1),
+        )
+        .map_err(fail)?;
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| Failed::Retry("no consumer group metadata".into()))?;
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            p.send_offsets_to_transaction(&tpl, &group, timeout)?;
+            p.commit_transaction(timeout)
+        })
+        .await
+        .map_err(|e| Failed::Retry(e.to_string()))?
+        .map_err(fail)
+    }
+    .await;
+    if result.is_err() {
+        let p = producer.clone();
+        let _ = tokio::task::spawn_blocking(move || p.abort_transaction(timeout)).await;
+    }
+    result
 }
