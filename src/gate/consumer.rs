@@ -132,9 +132,10 @@ impl GateContext {
         let committed = (|| -> Result<Vec<(i32, i64)>, String> {
             // Every record sent is acknowledged: the offsets advance past
             // the inputs of every batch in this transaction.
-            producer
-                .flush(txn.timeout)
-                .map_err(|e| format!("flush: {e}"))?;
+            if !self.dispatcher.wait_delivered(txn.timeout) {
+                return Err(format!("records not acknowledged within {:?}", txn.timeout));
+            }
+            let flushed = started.elapsed();
             if let Some(why) = self.flight.aborted() {
                 return Err(why);
             }
@@ -151,9 +152,11 @@ impl GateContext {
                     .send_offsets_to_transaction(&tpl, &group, txn.timeout)
                     .map_err(|e| format!("offsets: {e}"))?;
             }
+            let offsets = started.elapsed();
             producer
                 .commit_transaction(txn.timeout)
                 .map_err(|e| format!("commit: {e}"))?;
+            tracing::debug!(?flushed, ?offsets, total = ?started.elapsed(), "transaction committed");
             Ok(positions)
         })();
         match committed {

@@ -258,6 +258,9 @@ impl KafkaProcess {
         jvm: Jvm,
         secure: Option<Secure>,
     ) -> Result<KafkaProcess, LaunchError> {
+        // Java runs in `dir`: every path it is given must be absolute.
+        let dir =
+            &std::path::absolute(dir).map_err(io_error(format!("resolve {}", dir.display())))?;
         let secure = match secure {
             Some(users) => Some(SecureListener {
                 port: free_port()?,
