@@ -1,7 +1,9 @@
 //! The gate on Kafka: consume `topics.outbound` in a group, decide each
 //! record with the policy, route it (approved / quarantine / deferred),
 //! and commit a partition's offset only once every earlier record of that
-//! partition has been acknowledged by the broker (at-least-once, no loss).
+//! partition has been acknowledged by the broker: in a Kafka transaction
+//! with the outputs (`exactly_once`, [`delivery::transaction`]) or after
+//! them (`at_least_once`); no loss either way.
 //!
 //! [`Gate::run`] (and the shorthand [`run`]) is the one entry point shared
 //! by `smsgate run`, `smsgate demo` and the in-process tests. The run is a
