@@ -225,6 +225,17 @@ impl Settings {
     /// Loads settings. With `file = None`, `config/default.toml` is read when
     /// it exists; a named file must exist.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_with_env(file, None)
+    }
+
+    /// [`Settings::load`] with `env` in place of the process environment
+    /// (for tests). Environment values stay strings until a field's type
+    /// asks for a number or a bool: a password `00123456` or an instance
+    /// id `007` keeps its leading zeros.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder();
         for (key, value) in DEFAULTS {
             builder = builder
@@ -251,7 +262,8 @@ impl Settings {
             config::Environment::with_prefix("SMSGATE")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(false)
+                .source(env),
         );
         let settings: Settings = builder
             .build()
@@ -380,5 +392,31 @@ mod tests {
         assert!(printed.contains("gate"), "non-secret values stay visible");
         assert!(is_secret("sasl_password") && is_secret("SASL.JAAS.CONFIG"));
         assert!(!is_secret("sasl.username") && !is_secret("ssl.ca.location"));
+    }
+
+    #[test]
+    fn environment_values_stay_strings_and_typed_fields_still_parse() {
+        let env: std::collections::HashMap<String, String> = [
+            ("SMSGATE__KAFKA__PROPERTIES__SASL_PASSWORD", "00123456"),
+            ("SMSGATE__KAFKA__GROUP_INSTANCE_ID", "007"),
+            (
+                "SMSGATE__KAFKA__PROPERTIES__ENABLE_SSL_CERTIFICATE_VERIFICATION",
+                "TRUE",
+            ),
+            ("SMSGATE__KAFKA__STARTUP_TIMEOUT_SECS", "7"),
+            ("SMSGATE__STATE__FORWARD_REPLIES", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Settings::load_with_env(None, Some(env)).unwrap();
+        assert_eq!(s.kafka.properties["sasl_password"], "00123456");
+        assert_eq!(
+            s.kafka.properties["enable_ssl_certificate_verification"],
+            "TRUE"
+        );
+        assert_eq!(s.kafka.group_instance_id.as_deref(), Some("007"));
+        assert_eq!(s.kafka.startup_timeout_secs, 7);
+        assert!(!s.state.forward_replies);
     }
 }
