@@ -44,7 +44,7 @@ impl ConsentEvent {
     /// Parses one record; the error names the problem.
     pub fn parse(bytes: &[u8]) -> Result<ConsentEvent, ConsentError> {
         let event: ConsentEvent =
-            serde_json::from_slice(bytes).map_err(|e| ConsentError(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| ConsentError(super::json_error(&e)))?;
         if !is_e164(&event.to) {
             return Err(ConsentError("to: not an E.164 number".into()));
         }

@@ -30,8 +30,8 @@ pub enum InboundError {
 
 impl InboundReply {
     pub fn parse(bytes: &[u8]) -> Result<InboundReply, InboundError> {
-        let reply: InboundReply =
-            serde_json::from_slice(bytes).map_err(|e| InboundError::Invalid(e.to_string()))?;
+        let reply: InboundReply = serde_json::from_slice(bytes)
+            .map_err(|e| InboundError::Invalid(super::json_error(&e)))?;
         if !is_e164(&reply.from) {
             return Err(InboundError::Invalid("from: not an E.164 number".into()));
         }
