@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::contract::consent::ConsentEvent;
 use crate::contract::decision::Decision;
+use crate::contract::event::{MAX_EVENT_BYTES, Malformed};
 use crate::policy::{Origin, Policy};
 use crate::state::MemoryState;
 
@@ -80,34 +81,89 @@ pub fn run_explained(
     Ok(n)
 }
 
-/// Decides and records every non-blank line of `input` in order (a
-/// trailing `\r` dropped) and hands `emit` each decision with its 1-based
-/// number; returns how many were decided.
+/// Decides and records every line of `input` in order (a trailing `\r`
+/// dropped) and hands `emit` each decision with its 1-based line number;
+/// returns how many lines were decided. Every line gets a decision: a blank
+/// one or one over the event size limit is `malformed`, naming the line.
+/// A line is never held beyond that limit, whatever its length.
 fn decide_lines(
     policy: &Policy,
     state: &mut MemoryState,
     now: Option<DateTime<Utc>>,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut emit: impl FnMut(usize, &Decision) -> std::io::Result<()>,
 ) -> Result<usize, CheckError> {
     let mut n = 0;
-    for line in input.split(b'\n') {
-        let mut line = line?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let at = now.unwrap_or_else(Utc::now);
-        let (event, decision) = policy.decide_bytes(&line, Origin::Intake, state, at);
-        if let Some(event) = &event {
-            state.record(event, &decision, at);
-        }
+    let mut line = Vec::new();
+    while let Some(len) = read_line_capped(&mut input, &mut line, MAX_EVENT_BYTES)? {
         n += 1;
+        let at = now.unwrap_or_else(Utc::now);
+        let unreadable = |detail: String| {
+            let m = Malformed {
+                message_id: None,
+                detail,
+            };
+            policy.malformed(&m, at)
+        };
+        let decision = if len > MAX_EVENT_BYTES {
+            unreadable(format!(
+                "line {n}: {len} bytes, over the {MAX_EVENT_BYTES} byte limit"
+            ))
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            unreadable(format!("line {n}: blank, not an event"))
+        } else {
+            let (event, decision) = policy.decide_bytes(&line, Origin::Intake, state, at);
+            if let Some(event) = &event {
+                state.record(event, &decision, at);
+            }
+            decision
+        };
         emit(n, &decision)?;
     }
     Ok(n)
+}
+
+/// Reads one line into `buf` (without `\n` and a `\r` before it), keeping
+/// at most `cap + 1` bytes of it; returns the line's full length, or `None`
+/// at the end of the input.
+fn read_line_capped(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    let mut len = 0;
+    let mut any = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        any = true;
+        let (chunk, used, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], i + 1, true),
+            None => (available, available.len(), false),
+        };
+        let room = (cap + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        len += chunk.len();
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if len == buf.len() && buf.last() == Some(&b'\r') {
+        buf.pop();
+        len -= 1;
+    }
+    Ok(Some(len))
 }
 
 /// One event's decision as a readable table: every rule that fired, its

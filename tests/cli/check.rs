@@ -126,7 +126,7 @@ fn bad_flags_and_configs_fail_with_one_line() {
     // Malformed input lines are decisions, not failures.
     let out = smsgate(&["check", "--now", "2026-11-28T02:00:00Z"], b"\n{\n\n");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
 }
 
 #[test]
@@ -291,4 +291,102 @@ fn policy_test_runs_a_casebook_and_exits_by_outcome() {
     for d in [pass, fail, invalid] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// The first event of the check fixture, as one line.
+fn fixture_event() -> String {
+    std::fs::read_to_string(fixture("events.ndjson"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn decisions(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_input_line_gets_a_decision_line() {
+    let event = fixture_event();
+    let input = format!("{event}\n\n   \r\n{{\"to\":1}}\n");
+    let out = smsgate(
+        &["check", "--now", "2026-11-28T02:00:00Z"],
+        input.as_bytes(),
+    );
+    assert!(out.status.success());
+    let got = decisions(&out.stdout);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[1]["reasons"][0]["code"], "malformed");
+    assert_eq!(
+        got[1]["reasons"][0]["detail"],
+        "line 2: blank, not an event"
+    );
+    assert_eq!(
+        got[2]["reasons"][0]["detail"],
+        "line 3: blank, not an event"
+    );
+    assert_eq!(got[3]["reasons"][0]["code"], "malformed");
+}
+
+/// Runs `check` with what `write` feeds it; returns its decisions and its
+/// own peak resident set in MiB (from wait4).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot see
+fn check_with_peak(
+    write: impl FnOnce(&mut std::process::ChildStdin) + Send + 'static,
+) -> (Vec<Value>, i64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
+        .args(["check", "--now", "2026-11-28T02:00:00Z"])
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || write(&mut stdin));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    writer.join().unwrap();
+    (decisions(&reader.join().unwrap()), usage.ru_maxrss / 1024)
+}
+
+/// A 100 MiB line is one `malformed` decision, read without holding it:
+/// the process grows far less than the line's size over a one-event run.
+#[test]
+fn an_oversized_line_is_malformed_and_never_held_whole() {
+    const LINE: usize = 100 * 1024 * 1024;
+    let event = fixture_event();
+    let one = event.clone();
+    let (_, baseline) = check_with_peak(move |stdin| writeln!(stdin, "{one}").unwrap());
+    let (got, peak) = check_with_peak(move |stdin| {
+        let block = vec![b'x'; 1024 * 1024];
+        for _ in 0..LINE / block.len() {
+            stdin.write_all(&block).unwrap();
+        }
+        writeln!(stdin).unwrap();
+        writeln!(stdin, "{event}").unwrap();
+    });
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[0]["reasons"][0]["detail"],
+        format!("line 1: {LINE} bytes, over the 65536 byte limit")
+    );
+    assert_ne!(got[1]["outcome"], Value::Null);
+    assert!(
+        peak < baseline + 16,
+        "peak RSS {peak} MiB for a 100 MiB line, {baseline} MiB for one event"
+    );
 }

@@ -114,6 +114,8 @@ proptest! {
         Just("+8613812345678"), Just("+12085551234"), Just("+15555551234"), Just("+447700900123")
     ], now in instant()) {
         prop_assume!(!body.is_empty() && body.chars().count() <= 2000);
+        // Other control characters make the event malformed (docs/contract.md).
+        prop_assume!(!body.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')));
         let v = serde_json::json!({"message_id":"p","created_at":"2026-11-28T09:30:00+08:00","to":to,
             "sender":"huinong-credit","category":"marketing","body":body});
         let e = smsgate::contract::event::parse(v.to_string().as_bytes()).unwrap();

@@ -6,13 +6,18 @@
 //! what validation reads: strings (borrowed from the input when they hold
 //! no escapes), booleans, non-negative integers, and the *kind* of anything
 //! else. [`Shaped`] is the same for the two nested objects.
+//!
+//! The readers here are also the strict reading (strict.rs) of everything
+//! they step over: a repeated key or nesting too deep anywhere fails the
+//! whole read, in the same single pass.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::strict::{Keys, Node, duplicate_key, next_key};
 
 /// One JSON value, kept as far as validation needs it.
 #[derive(Debug)]
@@ -52,20 +57,188 @@ pub(super) enum Shaped<T> {
     Other(&'static str),
 }
 
-/// Skips a sequence or a map, so a wrong-kind value can still be stepped over.
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
+/// The event's fields as they arrive; unknown keys are read strictly and
+/// dropped.
+#[derive(Default)]
+pub(super) struct Raw<'a> {
+    pub message_id: Option<Loose<'a>>,
+    pub created_at: Option<Loose<'a>>,
+    pub to: Option<Loose<'a>>,
+    pub sender: Option<Loose<'a>>,
+    pub category: Option<Loose<'a>>,
+    pub body: Option<Loose<'a>>,
+    pub campaign_id: Option<Loose<'a>>,
+    pub subject: Option<Loose<'a>>,
+    pub template_id: Option<Loose<'a>>,
+    pub recipient: Option<Shaped<RawRecipient<'a>>>,
+    pub targeting: Option<Shaped<RawTargeting<'a>>>,
 }
 
-fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
+/// `recipient` as it arrives.
+#[derive(Default)]
+pub(super) struct RawRecipient<'a> {
+    pub age: Option<Loose<'a>>,
+    pub student: Option<Loose<'a>>,
+    pub region: Option<Loose<'a>>,
+    pub timezone: Option<Loose<'a>>,
 }
 
-struct LooseVisitor;
+/// `targeting` as it arrives.
+#[derive(Default)]
+pub(super) struct RawTargeting<'a> {
+    pub personalized: Option<Loose<'a>>,
+}
 
-impl<'de> Visitor<'de> for LooseVisitor {
+/// An object read key by key: known keys into their slot, the rest read
+/// strictly and dropped.
+trait Object<'de>: Default {
+    /// Reads the value of `key` if it is one of this object's fields (`at`:
+    /// the level of that value) and returns the field's number (0–31), or
+    /// `None`, reading nothing, for any other key.
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        at: Node,
+    ) -> Result<Option<u32>, A::Error>;
+}
+
+/// A field's value; `null` counts as absent.
+fn loose<'de, A: MapAccess<'de>>(map: &mut A, at: Node) -> Result<Option<Loose<'de>>, A::Error> {
+    map.next_value_seed(LooseSeed(at))
+        .map(|v| (!matches!(v, Loose::Other("null"))).then_some(v))
+}
+
+/// A nested object's value; `null` counts as absent.
+fn shaped<'de, T: Object<'de>, A: MapAccess<'de>>(
+    map: &mut A,
+    at: Node,
+) -> Result<Option<Shaped<T>>, A::Error> {
+    map.next_value_seed(ShapedSeed(at, PhantomData))
+        .map(|v| (!matches!(v, Shaped::Other("null"))).then_some(v))
+}
+
+impl<'de> Object<'de> for Raw<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        at: Node,
+    ) -> Result<Option<u32>, A::Error> {
+        let (n, slot) = match key {
+            "message_id" => (0, &mut self.message_id),
+            "created_at" => (1, &mut self.created_at),
+            "to" => (2, &mut self.to),
+            "sender" => (3, &mut self.sender),
+            "category" => (4, &mut self.category),
+            "body" => (5, &mut self.body),
+            "campaign_id" => (6, &mut self.campaign_id),
+            "subject" => (7, &mut self.subject),
+            "template_id" => (8, &mut self.template_id),
+            "recipient" => {
+                self.recipient = shaped(map, at)?;
+                return Ok(Some(9));
+            }
+            "targeting" => {
+                self.targeting = shaped(map, at)?;
+                return Ok(Some(10));
+            }
+            _ => return Ok(None),
+        };
+        *slot = loose(map, at)?;
+        Ok(Some(n))
+    }
+}
+
+impl<'de> Object<'de> for RawRecipient<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        at: Node,
+    ) -> Result<Option<u32>, A::Error> {
+        let (n, slot) = match key {
+            "age" => (0, &mut self.age),
+            "student" => (1, &mut self.student),
+            "region" => (2, &mut self.region),
+            "timezone" => (3, &mut self.timezone),
+            _ => return Ok(None),
+        };
+        *slot = loose(map, at)?;
+        Ok(Some(n))
+    }
+}
+
+impl<'de> Object<'de> for RawTargeting<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+        at: Node,
+    ) -> Result<Option<u32>, A::Error> {
+        if key != "personalized" {
+            return Ok(None);
+        }
+        self.personalized = loose(map, at)?;
+        Ok(Some(0))
+    }
+}
+
+/// Reads one object whose own level is `node`. Known fields are told
+/// apart from repeats by a bit each; only other keys are remembered.
+fn read_object<'de, T: Object<'de>, A: MapAccess<'de>>(
+    node: Node,
+    mut map: A,
+) -> Result<T, A::Error> {
+    let child = node.child()?;
+    let mut known = 0u32;
+    let mut others = Keys::default();
+    let mut out = T::default();
+    while let Some(key) = next_key(&mut map)? {
+        match out.field(&key, &mut map, child)? {
+            Some(n) if known & (1 << n) != 0 => return Err(duplicate_key(&key)),
+            Some(n) => known |= 1 << n,
+            None => {
+                map.next_value_seed(child)?;
+                others.insert(key)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'de> serde::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectVisitor(Node::TOP, PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(Node, PhantomData<T>);
+
+impl<'de, T: Object<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        read_object(self.0, map)
+    }
+}
+
+/// A [`Loose`] value at a level.
+#[derive(Clone, Copy)]
+struct LooseSeed(Node);
+
+impl<'de> DeserializeSeed<'de> for LooseSeed {
+    type Value = Loose<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Loose<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LooseSeed {
     type Value = Loose<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,29 +272,32 @@ impl<'de> Visitor<'de> for LooseVisitor {
         Ok(Loose::Other("null"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<'de>, A::Error> {
-        drain_seq(seq).map(|()| Loose::Other("an array"))
+        self.0.visit_seq(seq).map(|()| Loose::Other("an array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<'de>, A::Error> {
-        drain_map(map).map(|()| Loose::Other("an object"))
+        self.0.visit_map(map).map(|()| Loose::Other("an object"))
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Loose<'a>, D::Error> {
-        d.deserialize_any(LooseVisitor)
+/// A [`Shaped`] object at a level.
+struct ShapedSeed<T>(Node, PhantomData<T>);
+
+impl<'de, T: Object<'de>> DeserializeSeed<'de> for ShapedSeed<T> {
+    type Value = Shaped<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Shaped<T>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct ShapedVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ShapedVisitor<T> {
+impl<'de, T: Object<'de>> Visitor<'de> for ShapedSeed<T> {
     type Value = Shaped<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Shaped<T>, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map)).map(Shaped::Object)
+        read_object(self.0, map).map(Shaped::Object)
     }
     fn visit_bool<E>(self, _: bool) -> Result<Shaped<T>, E> {
         Ok(Shaped::Other("a boolean"))
@@ -145,12 +321,6 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ShapedVisitor<T> {
         Ok(Shaped::Other("null"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Shaped<T>, A::Error> {
-        drain_seq(seq).map(|()| Shaped::Other("an array"))
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shaped<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Shaped<T>, D::Error> {
-        d.deserialize_any(ShapedVisitor(PhantomData))
+        self.0.visit_seq(seq).map(|()| Shaped::Other("an array"))
     }
 }

@@ -5,6 +5,7 @@
 //! reason `malformed`. Nothing here panics on any byte sequence.
 
 mod loose;
+mod strict;
 
 use std::borrow::Cow;
 
@@ -12,7 +13,9 @@ use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::Value;
 
-use loose::{Loose, Shaped};
+use loose::{Loose, Raw, RawRecipient, RawTargeting, Shaped};
+
+pub use strict::MAX_DEPTH;
 
 /// Values larger than this are quarantined without being parsed.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -97,55 +100,6 @@ pub struct Malformed {
     pub detail: String,
 }
 
-/// Fields as they arrive; typed checks happen in [`validate`] so that every
-/// bad field is reported, not only the first serde stumbles on. Strings
-/// borrow from the input where they can.
-#[derive(Deserialize)]
-struct Raw<'a> {
-    #[serde(borrow)]
-    message_id: Option<Loose<'a>>,
-    #[serde(borrow)]
-    created_at: Option<Loose<'a>>,
-    #[serde(borrow)]
-    to: Option<Loose<'a>>,
-    #[serde(borrow)]
-    sender: Option<Loose<'a>>,
-    #[serde(borrow)]
-    category: Option<Loose<'a>>,
-    #[serde(borrow)]
-    body: Option<Loose<'a>>,
-    #[serde(borrow)]
-    campaign_id: Option<Loose<'a>>,
-    #[serde(borrow)]
-    subject: Option<Loose<'a>>,
-    #[serde(borrow)]
-    template_id: Option<Loose<'a>>,
-    #[serde(borrow)]
-    recipient: Option<Shaped<RawRecipient<'a>>>,
-    #[serde(borrow)]
-    targeting: Option<Shaped<RawTargeting<'a>>>,
-}
-
-/// `recipient` as it arrives; unknown keys are ignored.
-#[derive(Deserialize)]
-struct RawRecipient<'a> {
-    #[serde(borrow)]
-    age: Option<Loose<'a>>,
-    #[serde(borrow)]
-    student: Option<Loose<'a>>,
-    #[serde(borrow)]
-    region: Option<Loose<'a>>,
-    #[serde(borrow)]
-    timezone: Option<Loose<'a>>,
-}
-
-/// `targeting` as it arrives.
-#[derive(Deserialize)]
-struct RawTargeting<'a> {
-    #[serde(borrow)]
-    personalized: Option<Loose<'a>>,
-}
-
 /// True for `+`, a non-zero digit, then 7–14 more digits (CONTRACT §10).
 pub fn is_e164(s: &str) -> bool {
     let b = s.as_bytes();
@@ -171,15 +125,21 @@ pub fn parse(bytes: &[u8]) -> Result<OutboundSms, Malformed> {
             e.valid_up_to()
         ))
     })?;
-    // Fast path: straight into the fields, without an intermediate map.
-    // Whatever it refuses (not an object, a duplicate key, bad JSON) takes
-    // the path below, which reads duplicates as the last one wins and
-    // explains the rest. (Only for objects: a struct would also deserialize
-    // from an array.)
+    // Fast path: straight into the fields, without an intermediate map,
+    // reading the whole text once the strict way (no duplicate key, bounded
+    // nesting: strict.rs), so every parser downstream reads what the gate
+    // decided on. Whatever it refuses takes the path below, which explains
+    // it. (Only for objects: a struct would also deserialize from an array.)
     if text.trim_start().starts_with('{')
         && let Ok(raw) = serde_json::from_str::<Raw>(text)
     {
         return validate(raw);
+    }
+    if let Err(detail) = strict::audit(text) {
+        return Err(Malformed {
+            message_id: message_id_beside(text, &detail),
+            detail,
+        });
     }
     parse_via_value(text)
 }
@@ -192,6 +152,16 @@ fn parse_via_value(text: &str) -> Result<OutboundSms, Malformed> {
     }
     let raw = Raw::deserialize(&value).map_err(|e| fail(format!("unreadable object: {e}")))?;
     validate(raw)
+}
+
+/// The `message_id` of an input that failed the strict reading, unless the
+/// failure is about `message_id` itself (then no reading of it is sure).
+fn message_id_beside(text: &str, detail: &str) -> Option<String> {
+    if detail.starts_with("not JSON") || detail.contains("\"message_id\"") {
+        return None;
+    }
+    let value: Value = serde_json::from_str(text).ok()?;
+    value.get("message_id")?.as_str().map(str::to_string)
 }
 
 /// An input that is not an object with a `message_id` to name.
@@ -240,7 +210,16 @@ impl Problems {
 
     fn string<'a>(&mut self, field: &str, v: Loose<'a>) -> Option<Cow<'a, str>> {
         match v {
-            Loose::Str(s) => Some(s),
+            Loose::Str(s) => match strict::control_character(&s, field == "body") {
+                None => Some(s),
+                Some(c) => {
+                    self.push(
+                        field,
+                        format_args!("holds the control character U+{:04X}", c as u32),
+                    );
+                    None
+                }
+            },
             other => {
                 self.push(
                     field,
@@ -477,11 +456,43 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_key_reads_as_the_last_one_wins() {
+    fn a_duplicate_key_is_malformed_and_keeps_the_message_id() {
         let s = GOOD.replace(r#""body":"hi""#, r#""body":"first","body":"hi""#);
-        assert_eq!(parse(s.as_bytes()).unwrap().body, "hi");
-        let s = GOOD.replace(r#""age":41"#, r#""age":41,"age":"x""#);
-        assert!(detail(&s).contains("recipient.age"));
+        let m = parse(s.as_bytes()).unwrap_err();
+        assert!(
+            m.detail.starts_with("duplicate key \"body\""),
+            "{}",
+            m.detail
+        );
+        assert_eq!(m.message_id.as_deref(), Some("m-1"));
+        let s = GOOD.replace(r#""age":41"#, r#""age":41,"age":41"#);
+        assert!(detail(&s).starts_with("duplicate key \"age\""));
+        let s = GOOD.replace(
+            r#""message_id":"m-1""#,
+            r#""message_id":"m-1","message_id":"m-2""#,
+        );
+        assert_eq!(parse(s.as_bytes()).unwrap_err().message_id, None);
+    }
+
+    #[test]
+    fn deep_nesting_in_an_unknown_field_is_malformed() {
+        let deep = format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+        let s = GOOD.replace(r#""extra":1"#, &format!(r#""extra":{deep}"#));
+        assert!(detail(&s).contains("nested deeper than 64"));
+    }
+
+    #[test]
+    fn control_characters_in_text_fields_are_malformed() {
+        let s = GOOD.replace(r#""body":"hi""#, r#""body":"hi\u0000回T退订""#);
+        assert_eq!(detail(&s), "body: holds the control character U+0000");
+        let s = GOOD.replace(
+            r#""sender":"huinong-credit""#,
+            r#""sender":"huinong\ncredit""#,
+        );
+        assert!(detail(&s).starts_with("sender: holds the control character U+000A"));
+        // Line breaks and tabs are text in a body.
+        let s = GOOD.replace(r#""body":"hi""#, r#""body":"line one\nline two\tend""#);
+        assert_eq!(parse(s.as_bytes()).unwrap().body, "line one\nline two\tend");
     }
 
     #[test]
