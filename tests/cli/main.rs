@@ -3,4 +3,5 @@
 //! One module per concern; run one with `cargo test --test cli MODULE::`.
 
 mod check;
+mod metrics_port;
 mod readme;

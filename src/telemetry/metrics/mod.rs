@@ -7,6 +7,7 @@
 //! [`Metrics`] value owns its own registry, so tests and the demo can run
 //! several gates in one process.
 
+mod http;
 pub mod names;
 pub mod server;
 mod stores;
@@ -66,6 +67,8 @@ pub struct Metrics {
     threads: threads::ThreadMetrics,
     /// Kafka transactions (`transactions.rs`).
     transactions: transactions::TransactionMetrics,
+    /// The metrics server's own connection cap (`http.rs`).
+    http: http::HttpMetrics,
     non_recipient_keys: IntCounter,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
@@ -246,6 +249,7 @@ impl Metrics {
             state: stores::StateMetrics::register(&r),
             threads: threads::ThreadMetrics::register(&r),
             transactions: transactions::TransactionMetrics::register(&r),
+            http: http::HttpMetrics::register(&r),
             non_recipient_keys: counter(
                 &r,
                 NON_RECIPIENT_KEYS,

@@ -32,4 +32,5 @@ pub const NON_RECIPIENT_KEYS: &str = "smsgate_non_recipient_keys_total";
 pub const COMMITTED_OFFSET: &str = "smsgate_committed_offset"; // gauge {partition}
 pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}
 pub const CONSUMER_ERRORS: &str = "smsgate_consumer_errors_total"; // {kind}
+pub const HTTP_CONNECTIONS_REFUSED: &str = "smsgate_http_connections_refused_total"; // counter, metrics port at its connection cap
 pub const THREAD_CPU_SECONDS: &str = "smsgate_thread_cpu_seconds_total"; // counter {thread}, this process's threads by name

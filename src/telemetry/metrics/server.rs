@@ -1,17 +1,40 @@
 //! The HTTP endpoints on `metrics.listen`: `/metrics` (Prometheus text),
 //! `/healthz` (200 while the process runs) and `/readyz` (200 once consent
 //! has caught up and while a broker is reachable, else 503).
+//!
+//! The port may face a whole network (the image binds 0.0.0.0), so the
+//! server bounds what a client can hold: at most [`MAX_CONNECTIONS`] at
+//! once (one more is closed at accept and counted), a request head must
+//! arrive within [`HEADER_READ_TIMEOUT`] (also between keep-alive
+//! requests), and a connection lives at most [`MAX_CONNECTION_AGE`]. Half-open
+//! connections therefore cannot take the process's file descriptors or
+//! memory, and `/healthz` answers again within seconds of an attack ending.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 use super::Metrics;
+
+/// Connections served at once. Prometheus and a few probes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time for a client to send a request head, from connect or from the end
+/// of its previous response.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long, whatever it is doing.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// Pause after a failed accept (out of file descriptors): the listener's
+/// backlog waits while connections being served end.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} for metrics: {error}")]
@@ -48,12 +71,42 @@ impl MetricsServer {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(self.metrics);
-        if let Err(e) = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::warn!(error = %e, "metrics server stopped");
+            .with_state(self.metrics.clone());
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut last_warning: Option<Instant> = None;
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut stop => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and the like: say so now and then, wait, go on.
+                    if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(%error, "metrics server cannot accept a connection");
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                self.metrics.http_connection_refused();
+                drop(stream);
+                continue;
+            };
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                // Errors here are the client's (reset, timeout): nothing to do.
+                let _ = tokio::time::timeout(MAX_CONNECTION_AGE, connection).await;
+                drop(slot);
+            });
         }
     }
 }
