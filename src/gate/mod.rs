@@ -46,6 +46,7 @@ use crate::config::Settings;
 use crate::policy::Policy;
 use crate::policy::live::LivePolicy;
 use crate::state::Stores;
+use crate::telemetry::metrics::feeds::FEED_RELEASE;
 use crate::telemetry::metrics::server::{ListenError, MetricsServer};
 use crate::telemetry::metrics::{Metrics, Snapshot};
 use consumer::{GateConsumer, GateContext};
@@ -277,11 +278,15 @@ impl Gate {
             crate::gate::heap::TRIM_INTERVAL,
             shutdown.clone(),
         ));
-        let forwarder = if self.settings.state.forward_replies {
-            feeds::replies::spawn(&self.settings, &self.policy, &shutdown, &self.fenced)
-        } else {
-            None
-        };
+        let forwarder = self.settings.state.forward_replies.then(|| {
+            feeds::replies::spawn(
+                &self.settings,
+                &self.policy,
+                &shutdown,
+                &self.fenced,
+                &self.metrics,
+            )
+        });
         let metrics = self.metrics.clone();
         let gate = self;
         let thread_shutdown = shutdown.clone();
@@ -480,9 +485,18 @@ impl Gate {
         match feeds::release::Releaser::new(s, self.metrics.clone()) {
             Ok(releaser) => {
                 let (stop, fenced) = (shutdown.clone(), self.fenced.clone());
+                let metrics = self.metrics.clone();
+                metrics.feed_down(FEED_RELEASE, false);
                 std::thread::Builder::new()
                     .name("smsgate-release".into())
-                    .spawn(move || releaser.run(stop, fenced))
+                    .spawn(move || {
+                        // A panic must not leave texts held unnoticed.
+                        let run = std::panic::AssertUnwindSafe(|| releaser.run(stop, fenced));
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!("the releaser failed; deferred texts are not released");
+                            metrics.feed_down(FEED_RELEASE, true);
+                        }
+                    })
                     .map_err(|e| PipelineError::Thread(e.to_string()))?;
             }
             Err(e) => return Err(PipelineError::Client(e.to_string())),

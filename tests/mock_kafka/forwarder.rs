@@ -161,3 +161,40 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
     let offset = committed.find_partition(INBOUND, 0).unwrap().offset();
     assert_eq!(offset, rdkafka::Offset::Offset(4));
 }
+
+/// A forwarder that cannot run (here: its topic cannot be subscribed to) is
+/// not silent: the gate keeps deciding, but `/readyz` says not ready and
+/// `smsgate_feed_down{feed="replies"}` is 1, which the alert watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_that_cannot_run_makes_the_gate_not_ready() {
+    use crate::pipeline_support::{Harness, http_get, wait_for};
+    let mut h = Harness::new("forwarder-down");
+    // An invalid subscription pattern: the subscribe call fails.
+    h.settings.topics.inbound = "^[".into();
+    h.seed_consent();
+    h.produce_events(50);
+    let run = h.start();
+    let metrics = run.metrics.clone();
+    assert!(
+        wait_for(Duration::from_secs(30), || metrics.snapshot().decided()
+            >= 50)
+        .await,
+        "the gate decides without its forwarder"
+    );
+    let addr = *run.addr.get().expect("metrics server bound");
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "not ready while the forwarder is down");
+    let text = metrics.render();
+    assert!(
+        text.contains("smsgate_feed_down{feed=\"replies\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smsgate_feed_down{feed=\"release\"} 0"),
+        "{text}"
+    );
+    run.shutdown.trigger();
+    let _ = run.task.await;
+}

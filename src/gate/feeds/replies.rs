@@ -20,35 +20,38 @@ use crate::gate::shutdown::Shutdown;
 use crate::policy::Registry;
 use crate::policy::live::LivePolicy;
 use crate::policy::optout::opt_out;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::feeds::FEED_REPLIES;
 
-/// Spawns the forwarder on the current tokio runtime; logs and returns
-/// `None` when its clients cannot be created.
-/// `fenced` is triggered when the inbound consumer's static membership is
-/// fenced, so the gate rebuilds its clients (see [`crate::gate::run`]).
+/// Spawns the forwarder on the current tokio runtime. Its health is in
+/// `metrics` (`smsgate_feed_down{feed="replies"}`, readiness): down when its
+/// clients cannot be created or it panics; a fenced forwarder makes the
+/// gate rebuild, which spawns a new one. `fenced` is triggered when the inbound consumer's
+/// static membership is fenced (see [`crate::gate::run`]).
 pub fn spawn(
     settings: &Settings,
     policy: &Arc<LivePolicy>,
     shutdown: &Shutdown,
     fenced: &Shutdown,
-) -> Option<tokio::task::JoinHandle<()>> {
+    metrics: &Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    let down = |why: &str, error: &dyn std::fmt::Display| {
+        tracing::error!(error = %error, "{why}; opt-out replies are not forwarded");
+        metrics.feed_down(FEED_REPLIES, true);
+        tokio::spawn(async {})
+    };
     let consumer: StreamConsumer = match clients::inbound_consumer(settings).create() {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create the inbound consumer; replies are not forwarded");
-            return None;
-        }
+        Err(e) => return down("cannot create the inbound consumer", &e),
     };
     if let Err(e) = consumer.subscribe(&[&settings.topics.inbound]) {
-        tracing::error!(topic = %settings.topics.inbound, error = %e, "cannot subscribe to inbound replies");
-        return None;
+        return down("cannot subscribe to the inbound topic", &e);
     }
     let producer: FutureProducer = match clients::inbound_producer(settings).create() {
         Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create the opt-out producer; replies are not forwarded");
-            return None;
-        }
+        Err(e) => return down("cannot create the opt-out producer", &e),
     };
+    metrics.feed_down(FEED_REPLIES, false);
     // The registry in force for each reply, so a reload reaches it.
     let live = policy.clone();
     let registry = move || live.current().shared_registry();
@@ -63,7 +66,7 @@ pub fn spawn(
     } else {
         Commit::AfterAck
     };
-    Some(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Commit::Transaction(timeout) = commit {
             let p = producer.clone();
             let init = tokio::task::spawn_blocking(move || p.init_transactions(timeout)).await;
@@ -75,7 +78,7 @@ pub fn spawn(
             if let Some(e) = failed {
                 tracing::error!(error = %e, "cannot start the opt-out forwarder's transactions");
                 fenced.trigger();
-                return;
+                return ForwarderEnd::Fenced(e);
             }
         }
         let ended = run_forwarder(consumer, producer, topic, registry, commit, stop, |f| {
@@ -84,11 +87,26 @@ pub fn spawn(
             }
         })
         .await;
-        if let ForwarderEnd::Fenced(why) = ended {
+        if let ForwarderEnd::Fenced(why) = &ended {
             tracing::warn!(error = %why, "inbound consumer fenced");
             fenced.trigger();
         }
-    }))
+        ended
+    });
+    // The supervisor: whatever ends the task but a stop is a feed down.
+    let metrics = metrics.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let ended = task.await;
+        if shutdown.is_triggered() {
+            return;
+        }
+        // A fenced forwarder needs nothing here: the gate rebuilds.
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "the opt-out forwarder failed; opt-out replies are not forwarded");
+            metrics.feed_down(FEED_REPLIES, true);
+        }
+    })
 }
 
 /// Why the forwarder returned.

@@ -7,6 +7,7 @@
 //! [`Metrics`] value owns its own registry, so tests and the demo can run
 //! several gates in one process.
 
+pub mod feeds;
 mod http;
 pub mod names;
 pub mod server;
@@ -69,6 +70,8 @@ pub struct Metrics {
     transactions: transactions::TransactionMetrics,
     /// The metrics server's own connection cap (`http.rs`).
     http: http::HttpMetrics,
+    /// The reply forwarder and the releaser (`feeds.rs`).
+    feeds: feeds::FeedMetrics,
     non_recipient_keys: IntCounter,
     /// Health inputs; `/readyz` is 200 only when all hold.
     consent_caught_up: AtomicBool,
@@ -250,6 +253,7 @@ impl Metrics {
             threads: threads::ThreadMetrics::register(&r),
             transactions: transactions::TransactionMetrics::register(&r),
             http: http::HttpMetrics::register(&r),
+            feeds: feeds::FeedMetrics::register(&r),
             non_recipient_keys: counter(
                 &r,
                 NON_RECIPIENT_KEYS,
@@ -462,9 +466,11 @@ impl Metrics {
     }
 
     /// Ready: consent caught up, assigned partitions restored, a broker
-    /// reachable, every output topic deliverable, not shutting down.
+    /// reachable, every output topic deliverable, the side feeds running,
+    /// not shutting down.
     pub fn is_ready(&self) -> bool {
         self.consent_caught_up.load(Ordering::SeqCst)
+            && self.feeds.all_up()
             && self.state.is_restored()
             && self.broker_reachable.load(Ordering::SeqCst)
             && self.blocked_topics.load(Ordering::SeqCst) == 0

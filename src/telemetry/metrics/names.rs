@@ -33,4 +33,5 @@ pub const COMMITTED_OFFSET: &str = "smsgate_committed_offset"; // gauge {partiti
 pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}
 pub const CONSUMER_ERRORS: &str = "smsgate_consumer_errors_total"; // {kind}
 pub const HTTP_CONNECTIONS_REFUSED: &str = "smsgate_http_connections_refused_total"; // counter, metrics port at its connection cap
+pub const FEED_DOWN: &str = "smsgate_feed_down"; // gauge {feed="replies"|"release"}, 1 while a side feed that should run has ended
 pub const THREAD_CPU_SECONDS: &str = "smsgate_thread_cpu_seconds_total"; // counter {thread}, this process's threads by name
