@@ -31,6 +31,9 @@ use crate::contract::decision::Outcome;
 use crate::policy::view::Seen;
 use crate::state::changelog::{self, ChangelogEntry, RELEASED_PREFIX};
 
+/// The longest wait between two attempts to hand back a range.
+pub const MAX_RETRY_BACKOFF: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Records of one deferred partition due at the same instant, read
 /// consecutively from `first` to `last` (other records may lie between).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,8 @@ struct Range {
     records: u64,
     /// Handed out by `due`, not yet completed.
     dispatched: bool,
+    /// Failed hand-backs in a row (the retry backoff grows with it).
+    attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +105,9 @@ pub struct DeferredIndex {
     partitions: HashMap<i32, PartitionIndex>,
     /// Undispatched ranges in release order: (release ms, partition, first).
     schedule: BTreeSet<(i64, i32, i64)>,
+    /// Ranges to hand out again (a failed or unfinished hand-back), by
+    /// (not before ms, partition, release ms, first).
+    retries: BTreeSet<(i64, i32, i64, i64)>,
     /// Above this many ranges the pipeline pauses the deferred partitions.
     max_ranges: usize,
 }
@@ -109,6 +117,7 @@ impl DeferredIndex {
         DeferredIndex {
             partitions: HashMap::new(),
             schedule: BTreeSet::new(),
+            retries: BTreeSet::new(),
             max_ranges,
         }
     }
@@ -131,6 +140,7 @@ impl DeferredIndex {
     pub fn revoke(&mut self, partition: i32) {
         if self.partitions.remove(&partition).is_some() {
             self.schedule.retain(|(_, p, _)| *p != partition);
+            self.retries.retain(|(_, p, _, _)| *p != partition);
         }
     }
 
@@ -190,17 +200,39 @@ impl DeferredIndex {
                 last: offset,
                 records: 1,
                 dispatched: false,
+                attempts: 0,
             },
         );
         self.schedule.insert((rel, partition, offset));
         Held::Held
     }
 
-    /// Ranges due at `now`, oldest first; each is handed out once. The
-    /// pipeline releases them, then calls `complete`.
+    /// Ranges due at `now`, oldest first, then ranges whose retry time has
+    /// come; each is handed out once. The pipeline releases them, then
+    /// calls `complete`, or `retry` when a hand-back failed, or `advance`
+    /// and `retry_now` when it handed back only part of a range.
     pub fn due(&mut self, now: DateTime<Utc>) -> Vec<HeldRange> {
         let now_ms = now.timestamp_millis();
         let mut out = Vec::new();
+        while let Some(&(at, partition, rel, first)) = self.retries.first() {
+            if at > now_ms {
+                break;
+            }
+            self.retries.pop_first();
+            if let Some(range) = self
+                .partitions
+                .get(&partition)
+                .and_then(|p| p.ranges.get(&(rel, first)))
+            {
+                out.push(HeldRange {
+                    partition,
+                    release_at: DateTime::from_timestamp_millis(rel).unwrap_or_default(),
+                    first,
+                    last: range.last,
+                    records: range.records,
+                });
+            }
+        }
         while let Some(&(rel, partition, first)) = self.schedule.first() {
             if rel > now_ms {
                 break;
@@ -224,6 +256,82 @@ impl DeferredIndex {
             }
         }
         out
+    }
+
+    /// A hand-back of `range` failed: it is handed out again after a backoff
+    /// that doubles with each failure in a row, from 1 s up to
+    /// [`MAX_RETRY_BACKOFF`]. Returns when, or `None` for a range no longer
+    /// held here (revoked).
+    pub fn retry(&mut self, range: &HeldRange, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let rel = range.release_at.timestamp_millis();
+        let r = self
+            .partitions
+            .get_mut(&range.partition)?
+            .ranges
+            .get_mut(&(rel, range.first))?;
+        r.attempts = r.attempts.saturating_add(1);
+        let backoff = chrono::Duration::seconds(1i64 << r.attempts.min(16).saturating_sub(1))
+            .min(MAX_RETRY_BACKOFF);
+        let at = now + backoff;
+        self.retries
+            .insert((at.timestamp_millis(), range.partition, rel, range.first));
+        Some(at)
+    }
+
+    /// `range` is handed out again at the next `due`, without a backoff (its
+    /// hand-back made progress and paused, see `advance`).
+    pub fn retry_now(&mut self, range: &HeldRange, now: DateTime<Utc>) {
+        let rel = range.release_at.timestamp_millis();
+        if self
+            .partitions
+            .get(&range.partition)
+            .is_some_and(|p| p.ranges.contains_key(&(rel, range.first)))
+        {
+            self.retries
+                .insert((now.timestamp_millis(), range.partition, rel, range.first));
+        }
+    }
+
+    /// The records of `range` before offset `next` were handed back and
+    /// acknowledged (`sent` of them): the range now starts at `next`, so a
+    /// later failure or a restart does not hand them back again and the
+    /// commit point may pass them. Returns the rest, or `None` when nothing
+    /// is left (then call `complete` with `range`).
+    pub fn advance(&mut self, range: &HeldRange, next: i64, sent: u64) -> Option<HeldRange> {
+        if next > range.last || next <= range.first {
+            return None;
+        }
+        let rel = range.release_at.timestamp_millis();
+        let p = self.partitions.get_mut(&range.partition)?;
+        let old = p.ranges.remove(&(rel, range.first))?;
+        let records = old.records.saturating_sub(sent).max(1);
+        p.ranges.insert(
+            (rel, next),
+            Range {
+                records,
+                attempts: 0,
+                ..old
+            },
+        );
+        Some(HeldRange {
+            first: next,
+            records,
+            ..*range
+        })
+    }
+
+    /// How long the oldest range that is due has waited past its release
+    /// time (`smsgate_release_overdue_seconds`); zero when none is due.
+    pub fn overdue(&self, now: DateTime<Utc>) -> chrono::Duration {
+        let now_ms = now.timestamp_millis();
+        self.partitions
+            .values()
+            .filter_map(|p| p.ranges.keys().next().map(|(rel, _)| *rel))
+            .filter(|rel| *rel <= now_ms)
+            .min()
+            .map_or(chrono::Duration::zero(), |rel| {
+                chrono::Duration::milliseconds(now_ms - rel)
+            })
     }
 
     /// When the next range falls due (to sleep until then, at most ~1 s).

@@ -215,3 +215,69 @@ fn a_record_already_decided_at_release_is_not_released_again() {
         outcome: Outcome::Reject
     })));
 }
+
+/// A hand-back that failed (the broker down for minutes) is handed out
+/// again after a backoff that doubles up to a minute, with no restart;
+/// the overdue figure says how late the texts are meanwhile.
+#[test]
+fn a_failed_release_is_retried_with_a_growing_backoff() {
+    let mut index = index_of(&night(30));
+    let due_at = shanghai_morning();
+    let [range] = index.due(due_at).try_into().unwrap();
+    assert_eq!(index.overdue(due_at), Duration::zero());
+    let mut now = due_at;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let at = index.retry(&range, now).unwrap();
+        waits.push((at - now).num_seconds());
+        assert!(
+            index.due(at - Duration::milliseconds(1)).is_empty(),
+            "not before its backoff"
+        );
+        let again = index.due(at);
+        assert_eq!(again, vec![range], "handed out again, unchanged");
+        now = at;
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+    assert_eq!(index.overdue(now), now - due_at);
+    index.complete(&range);
+    assert_eq!(index.overdue(now), Duration::zero());
+    assert!(index.due(now + Duration::hours(1)).is_empty());
+}
+
+/// A huge range is handed back in chunks: each acknowledged chunk moves the
+/// range's start (and the commit point) past it, so a failure re-sends at
+/// most one chunk.
+#[test]
+fn a_range_handed_back_in_part_keeps_the_rest_and_moves_the_commit_point() {
+    let log: Vec<_> = (0..100).map(|o| (o, shanghai_morning())).collect();
+    let mut index = index_of(&log);
+    let [range] = index.due(shanghai_morning()).try_into().unwrap();
+    assert_eq!(index.committable(0), Some(0));
+    let rest = index.advance(&range, 40, 40).unwrap();
+    assert_eq!((rest.first, rest.last, rest.records), (40, 99, 60));
+    assert_eq!(index.committable(0), Some(40));
+    assert_eq!(index.held_records(), 60);
+    // Unfinished, not failed: back at the next look, without a backoff.
+    index.retry_now(&rest, shanghai_morning());
+    assert_eq!(index.due(shanghai_morning()), vec![rest]);
+    assert_eq!(
+        index.advance(&rest, 100, 60),
+        None,
+        "nothing left: complete it"
+    );
+    index.complete(&rest);
+    assert_eq!(index.committable(0), Some(100));
+    assert_eq!(index.ranges(), 0);
+}
+
+/// A revoked partition's retries are forgotten with it.
+#[test]
+fn a_revoked_partition_is_not_retried() {
+    let mut index = index_of(&night(30));
+    let [range] = index.due(shanghai_morning()).try_into().unwrap();
+    let at = index.retry(&range, shanghai_morning()).unwrap();
+    index.revoke(0);
+    assert!(index.due(at).is_empty());
+    assert_eq!(index.retry(&range, at), None);
+}

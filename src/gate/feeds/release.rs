@@ -20,6 +20,12 @@
 //! rejects the second copy (`duplicate`: its outcome is no longer `defer`),
 //! so nothing is approved twice. When the index holds `max_ranges` ranges
 //! the deferred partitions are paused until ranges complete.
+//!
+//! A hand-back goes in chunks of [`CHUNK_RECORDS`], each acknowledged before
+//! the range's start moves past it; one that fails (the broker down, an
+//! ACL missing) is retried with a backoff from 1 s doubling to 60 s, with
+//! no restart, and `smsgate_release_overdue_seconds` says how late the
+//! oldest due text is meanwhile.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +37,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
 use crate::config::Settings;
@@ -50,6 +57,21 @@ pub const HEADER_RELEASED_FROM: &str = "smsgate-released-from";
 const MAX_RANGES: usize = 100_000;
 /// How often due ranges are looked for.
 const TICK: Duration = Duration::from_secs(1);
+/// Records handed back between two acknowledgements: a failure re-sends at
+/// most this many, and a huge range moves its commit point as it goes.
+const CHUNK_RECORDS: u64 = 10_000;
+/// Time spent handing back per tick before the consumer polls again.
+const TICK_BUDGET: Duration = Duration::from_secs(5);
+/// A hand-back fails when the broker makes no progress for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How far one hand-back got.
+enum HandedBack {
+    /// The whole range, this many records.
+    All(u64),
+    /// The records before `next` (`sent` of them); the rest is still held.
+    UpTo { next: i64, sent: u64 },
+}
 
 struct ReleaseContext {
     index: Arc<Mutex<DeferredIndex>>,
@@ -152,7 +174,10 @@ impl Releaser {
                 self.release_due(&shutdown);
                 self.flow_control();
                 self.commit(CommitMode::Async);
+                let late = self.index().overdue(Utc::now());
                 self.metrics.deferred_held(self.index().held_records());
+                self.metrics
+                    .release_overdue(late.to_std().unwrap_or_default());
             }
         }
         self.commit(CommitMode::Sync);
@@ -187,45 +212,80 @@ impl Releaser {
         }
     }
 
+    /// Hands back every due range, a chunk at a time. A failed hand-back is
+    /// retried with backoff (`DeferredIndex::retry`); a range not finished
+    /// within [`TICK_BUDGET`] keeps what it handed back and goes on at the
+    /// next tick, so the consumer keeps polling and no range waits behind
+    /// one huge one.
     fn release_due(&self, shutdown: &Shutdown) {
+        let started = Instant::now();
         let due = self.index().due(Utc::now());
-        for range in due {
-            if shutdown.is_triggered() {
-                return;
-            }
-            match self.hand_back(&range) {
-                Ok(n) => {
-                    self.index().complete(&range);
-                    tracing::info!(
-                        partition = range.partition,
-                        first = range.first,
-                        last = range.last,
-                        records = n,
-                        release_at = %crate::contract::decision::format_time(&range.release_at),
-                        "deferred range released"
-                    );
+        for mut range in due {
+            loop {
+                if shutdown.is_triggered() {
+                    // Held still: the next owner or a restart releases it.
+                    return;
                 }
-                Err(e) => {
-                    // Not completed: it stays held (and uncommitted); the
-                    // next owner or a restart releases it.
-                    tracing::warn!(partition = range.partition, first = range.first, error = %e, "deferred range not released; retried after a restart or rebalance");
+                if started.elapsed() > TICK_BUDGET {
+                    self.index().retry_now(&range, Utc::now());
+                    break;
+                }
+                match self.hand_back(&range) {
+                    Ok(HandedBack::All(n)) => {
+                        self.index().complete(&range);
+                        tracing::info!(
+                            partition = range.partition,
+                            first = range.first,
+                            last = range.last,
+                            records = n,
+                            release_at = %crate::contract::decision::format_time(&range.release_at),
+                            "deferred range released"
+                        );
+                        break;
+                    }
+                    Ok(HandedBack::UpTo { next, sent }) => {
+                        match self.index().advance(&range, next, sent) {
+                            Some(rest) => range = rest,
+                            None => break,
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.release_failed();
+                        let at = self.index().retry(&range, Utc::now());
+                        tracing::warn!(
+                            partition = range.partition,
+                            first = range.first,
+                            error = %e,
+                            retry_at = %at.map(|t| crate::contract::decision::format_time(&t)).unwrap_or_default(),
+                            "deferred range not released; retrying"
+                        );
+                        break;
+                    }
                 }
             }
         }
     }
 
-    /// Re-reads the range and produces every covered record to the outbound
-    /// topic; returns after all are acknowledged.
-    fn hand_back(&self, range: &HeldRange) -> Result<u64, KafkaError> {
+    /// Re-reads the range from its first offset and produces the records it
+    /// covers to the outbound topic, at most [`CHUNK_RECORDS`] of them;
+    /// returns once they are all acknowledged. Fails when the broker makes
+    /// no progress for [`STALL_TIMEOUT`].
+    fn hand_back(&self, range: &HeldRange) -> Result<HandedBack, KafkaError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.deferred, range.partition, Offset::Offset(range.first))?;
         self.reader.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let result = self.hand_back_assigned(range);
+        let _ = self.reader.unassign();
+        result
+    }
+
+    fn hand_back_assigned(&self, range: &HeldRange) -> Result<HandedBack, KafkaError> {
+        let mut progress = Instant::now();
         let mut next = range.first;
         let mut sent = 0u64;
         let mut seen = HashSet::new();
-        while next <= range.last {
-            if Instant::now() > deadline {
+        while next <= range.last && sent < CHUNK_RECORDS {
+            if progress.elapsed() > STALL_TIMEOUT {
                 return Err(KafkaError::Canceled);
             }
             let Some(r) = self.reader.poll(Duration::from_millis(200)) else {
@@ -236,56 +296,63 @@ impl Releaser {
                 Err(KafkaError::PartitionEOF(_)) => continue,
                 Err(e) => return Err(e),
             };
+            progress = Instant::now();
             let o = m.offset();
             next = next.max(o + 1);
             let at = release_at(&m).unwrap_or_else(Utc::now);
             if o > range.last || !range.covers(o, at) || !seen.insert(o) {
                 continue;
             }
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: HEADER_RELEASE,
-                    value: Some(
-                        crate::contract::decision::format_time(&range.release_at).as_bytes(),
-                    ),
-                })
-                .insert(Header {
-                    key: HEADER_RELEASED_FROM,
-                    value: Some(format!("{}/{}/{o}", self.deferred, range.partition).as_bytes()),
-                });
-            let mut record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&self.outbound).headers(headers);
-            if let Some(k) = m.key() {
-                record = record.key(k);
-            }
-            if let Some(v) = m.payload() {
-                record = record.payload(v);
-            }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        record = back;
-                        if !matches!(
-                            e,
-                            KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ) {
-                            return Err(e);
-                        }
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            self.send_back(&m, range)?;
             sent += 1;
         }
-        let _ = self.reader.unassign();
         // Idempotent producer, acks=all: once flushed without error every
         // record is acknowledged (failures are retried by librdkafka until
         // message.timeout.ms, then surface here as an error).
-        self.producer.flush(Duration::from_secs(60))?;
-        Ok(sent)
+        self.producer.flush(STALL_TIMEOUT)?;
+        if next > range.last {
+            Ok(HandedBack::All(sent))
+        } else {
+            Ok(HandedBack::UpTo { next, sent })
+        }
+    }
+
+    /// Produces one held record to the outbound topic, key and value
+    /// unchanged, with the release headers.
+    fn send_back(
+        &self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        range: &HeldRange,
+    ) -> Result<(), KafkaError> {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: HEADER_RELEASE,
+                value: Some(crate::contract::decision::format_time(&range.release_at).as_bytes()),
+            })
+            .insert(Header {
+                key: HEADER_RELEASED_FROM,
+                value: Some(
+                    format!("{}/{}/{}", self.deferred, range.partition, m.offset()).as_bytes(),
+                ),
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.outbound).headers(headers);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(v) = m.payload() {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     fn commit(&self, mode: CommitMode) {

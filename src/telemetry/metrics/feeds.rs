@@ -3,12 +3,14 @@
 //! texts. If one of them ends while the gate runs (its clients could not be
 //! created, it panicked), opt-outs or held texts silently stop flowing;
 //! `smsgate_feed_down{feed}` says so, `/readyz` answers 503 and the alert
-//! `SmsgateFeedDown` fires.
+//! `SmsgateFeedDown` fires. The releaser also reports how late the oldest
+//! due text is (`smsgate_release_overdue_seconds`, alert
+//! `SmsgateReleaseOverdue`) and its failed hand-backs.
 
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry};
 
 use super::Metrics;
-use super::names::FEED_DOWN;
+use super::names::{FEED_DOWN, RELEASE_FAILURES, RELEASE_OVERDUE_SECONDS};
 
 /// `feed` label: the reply forwarder.
 pub const FEED_REPLIES: &str = "replies";
@@ -18,6 +20,8 @@ const FEEDS: [&str; 2] = [FEED_REPLIES, FEED_RELEASE];
 
 pub(super) struct FeedMetrics {
     down: IntGaugeVec,
+    overdue: Gauge,
+    release_failures: IntCounter,
 }
 
 impl FeedMetrics {
@@ -33,9 +37,27 @@ impl FeedMetrics {
         for feed in FEEDS {
             down.with_label_values(&[feed]).set(0);
         }
+        let overdue = Gauge::new(
+            RELEASE_OVERDUE_SECONDS,
+            "How long the oldest deferred text that is due has waited past its release time",
+        )
+        .expect("valid metric definition");
+        let release_failures = IntCounter::new(
+            RELEASE_FAILURES,
+            "Hand-backs of due deferred texts that failed and are retried with backoff",
+        )
+        .expect("valid metric definition");
         r.register(Box::new(down.clone()))
             .expect("metric registered once");
-        FeedMetrics { down }
+        r.register(Box::new(overdue.clone()))
+            .expect("metric registered once");
+        r.register(Box::new(release_failures.clone()))
+            .expect("metric registered once");
+        FeedMetrics {
+            down,
+            overdue,
+            release_failures,
+        }
     }
 
     pub(super) fn all_up(&self) -> bool {
@@ -55,6 +77,16 @@ impl Metrics {
             .set(i64::from(down));
         self.refresh_ready();
     }
+
+    /// The oldest due deferred range's wait past its release time.
+    pub fn release_overdue(&self, late: std::time::Duration) {
+        self.feeds.overdue.set(late.as_secs_f64());
+    }
+
+    /// A hand-back of due deferred texts failed (it is retried).
+    pub fn release_failed(&self) {
+        self.feeds.release_failures.inc();
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +101,10 @@ mod tests {
         m.feed_down(FEED_RELEASE, true);
         assert!(!m.is_ready());
         let text = m.render();
-        assert!(text.contains("smsgate_feed_down{feed=\"release\"} 1"), "{text}");
+        assert!(
+            text.contains("smsgate_feed_down{feed=\"release\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("smsgate_ready 0"), "{text}");
         m.feed_down(FEED_RELEASE, false);
         assert!(m.is_ready());

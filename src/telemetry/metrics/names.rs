@@ -34,4 +34,6 @@ pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}
 pub const CONSUMER_ERRORS: &str = "smsgate_consumer_errors_total"; // {kind}
 pub const HTTP_CONNECTIONS_REFUSED: &str = "smsgate_http_connections_refused_total"; // counter, metrics port at its connection cap
 pub const FEED_DOWN: &str = "smsgate_feed_down"; // gauge {feed="replies"|"release"}, 1 while a side feed that should run has ended
+pub const RELEASE_OVERDUE_SECONDS: &str = "smsgate_release_overdue_seconds"; // gauge, oldest due deferred range past its release time
+pub const RELEASE_FAILURES: &str = "smsgate_release_failures_total"; // counter, failed hand-backs (retried)
 pub const THREAD_CPU_SECONDS: &str = "smsgate_thread_cpu_seconds_total"; // counter {thread}, this process's threads by name
