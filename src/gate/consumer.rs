@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 
 use crate::gate::decide::Workers;
 use crate::gate::delivery::producer::{Dispatcher, Flight};
-use crate::gate::feeds::restore::ChangelogReader;
+use crate::gate::restorer::Restorer;
 use crate::state::Stores;
 use crate::telemetry::metrics::Metrics;
 
@@ -37,7 +37,8 @@ pub struct GateContext {
     pub(crate) started: AtomicBool,
     /// Caps and duplicates: restored on assign, dropped on revoke.
     pub(crate) state: Arc<Stores>,
-    pub(crate) changelog: ChangelogReader,
+    /// Restores assigned partitions beside the consumer (paused meanwhile).
+    pub(crate) restorer: Restorer,
     /// The decide workers: a revoke hands over their partly filled batches
     /// before draining.
     pub(crate) workers: Arc<Workers>,
@@ -224,6 +225,7 @@ impl GateContext {
             self.commit_now(consumer, Some(&partitions), false);
             tracing::info!(?partitions, drained, "partitions revoked");
         }
+        self.restorer.revoked(&partitions);
         for p in partitions {
             self.flight.revoke(p);
             // Its changelog (acknowledged before the commit above) now
@@ -233,22 +235,17 @@ impl GateContext {
         }
     }
 
-    fn on_assign(&self, tpl: &TopicPartitionList) {
+    fn on_assign(&self, consumer: &GateConsumer, tpl: &TopicPartitionList) {
         self.metrics.rebalanced("assign");
         let partitions = self.partitions_of(tpl);
-        // Restore before any record of these partitions can be polled (this
-        // runs on the consumer thread); not ready meanwhile.
-        self.metrics.restoring(partitions.len());
+        // Paused until their state is restored, on the restore thread; the
+        // consumer keeps polling meanwhile (see `crate::gate::restorer`).
         for p in &partitions {
             self.state.assign(*p);
-        }
-        self.changelog
-            .restore(&partitions, &self.state, &self.metrics);
-        for p in &partitions {
             self.flight.assign(*p);
-            self.metrics.restore_done();
         }
-        tracing::info!(?partitions, "partitions assigned");
+        self.restorer.assigned(consumer, &partitions);
+        tracing::info!(?partitions, "partitions assigned; restoring their state");
     }
 }
 
@@ -314,9 +311,9 @@ impl ConsumerContext for GateContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            self.on_assign(tpl);
+            self.on_assign(consumer, tpl);
         }
     }
 }

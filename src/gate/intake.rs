@@ -24,6 +24,7 @@ use crate::gate::committer::Committer;
 use crate::gate::consumer::GateConsumer;
 use crate::gate::decide::Job;
 use crate::gate::delivery::pending::Pending;
+use crate::gate::restorer::Hold;
 use crate::gate::shutdown::Shutdown;
 use crate::policy::Origin;
 use crate::state::Stores;
@@ -85,6 +86,7 @@ impl Intake<'_> {
                 return Ended::Fenced("a feed's consumer was fenced".into());
             }
             ctx.dispatcher.resend_due();
+            ctx.restorer.resume_restored(self.consumer);
             // One clock read per turn: the loop runs once per record.
             let now = Instant::now();
             let full = ctx
@@ -162,6 +164,11 @@ impl Intake<'_> {
     fn process(&self, m: &BorrowedMessage<'_>, polled_at: Instant) -> Result<(), String> {
         let ctx = self.consumer.context();
         let (partition, offset) = (m.partition(), m.offset());
+        match ctx.restorer.hold(partition) {
+            Hold::No => {}
+            Hold::Drop => return Ok(()),
+            Hold::Rewind => return self.rewind(m),
+        }
         let Some(epoch) = ctx.flight.take(partition, offset) else {
             // Not (or no longer) ours: the owner reads it from the committed offset.
             return Ok(());
@@ -186,6 +193,19 @@ impl Intake<'_> {
             value: m.payload().unwrap_or_default().to_vec(),
         };
         ctx.workers.submit(job).map_err(|e| e.to_string())
+    }
+
+    /// A record of a partition still being restored slipped through the
+    /// pause: seek back to it, so it is read again after the resume.
+    fn rewind(&self, m: &BorrowedMessage<'_>) -> Result<(), String> {
+        let (partition, offset) = (m.partition(), m.offset());
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(m.topic(), partition, rdkafka::Offset::Offset(offset))
+            .map_err(|e| e.to_string())?;
+        self.consumer
+            .seek_partitions(tpl, Duration::from_secs(5))
+            .map(|_| ())
+            .map_err(|e| format!("cannot rewind partition {partition} being restored: {e}"))
     }
 
     /// Drops caps and duplicates past their windows and writes the

@@ -31,6 +31,7 @@ pub mod feeds;
 pub mod heap;
 pub mod intake;
 pub mod reload;
+mod restorer;
 pub mod route;
 pub mod shutdown;
 
@@ -462,7 +463,13 @@ impl Gate {
             drain_timeout: Duration::from_secs(s.pipeline.drain_timeout_secs),
             started: AtomicBool::new(true),
             state: self.state.clone(),
-            changelog: changelog_reader,
+            restorer: restorer::Restorer::start(
+                changelog_reader,
+                self.state.clone(),
+                self.metrics.clone(),
+                s.topics.outbound.clone(),
+            )
+            .map_err(|e| PipelineError::Thread(e.to_string()))?,
             workers: workers.clone(),
         };
         let consumer: GateConsumer = clients::group_consumer(s)

@@ -108,6 +108,17 @@ impl Stores {
         write(&self.partitions).insert(partition, fresh);
     }
 
+    /// An empty partition state to restore into off the shared map, then
+    /// [`Stores::install`] (a restore running beside the consumer thread).
+    pub fn empty_partition(&self) -> PartitionState {
+        PartitionState::new(self.dedup_window, self.cap_window)
+    }
+
+    /// Puts a restored partition state in place of the one `assign` made.
+    pub fn install(&self, partition: i32, state: PartitionState) {
+        write(&self.partitions).insert(partition, Arc::new(Mutex::new(state)));
+    }
+
     /// Applies one record of the partition's changelog.
     pub fn restore(
         &self,

@@ -12,6 +12,10 @@
 //!   503, `smsgate_produce_errors_total{kind="authorization"}`, an ERROR
 //!   naming the topic, nothing committed past the record; once the test
 //!   grants the ACL the record is delivered and the gate is ready again.
+//! - Without Read on its changelog the gate restores nothing and so decides
+//!   nothing (fail closed): partitions stay paused, `/readyz` 503, the
+//!   restore is retried; once Read is granted the upstream retries of
+//!   approved events are rejected as duplicates, none approved twice.
 
 use smsgate_testkit as support;
 
@@ -294,4 +298,139 @@ fn without_write_on_approved_the_gate_stalls_loudly_and_resumes_once_granted() {
     );
     topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
     gate.sigterm(Duration::from_secs(30));
+}
+
+/// Every topic of `topics` for `USER`, but only Write, Describe and Create
+/// on the changelog: it can write its state but not read it back.
+fn grant_all_but_reading_the_changelog(broker: &Broker, topics: &Topics) {
+    let principal = format!("User:{USER}");
+    let changelog = format!("{}.gate-state", topics.group);
+    let mut args = vec![
+        "--add",
+        "--allow-principal",
+        &principal,
+        "--operation",
+        "All",
+    ];
+    for t in [
+        &topics.outbound,
+        &topics.consent,
+        &topics.inbound,
+        &topics.approved,
+        &topics.quarantine,
+        &topics.deferred,
+    ] {
+        args.extend(["--topic", t.as_str()]);
+    }
+    args.extend([
+        "--group",
+        topics.group.as_str(),
+        "--transactional-id",
+        topics.group.as_str(),
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    broker.acl(&args);
+    broker.acl(&[
+        "--add",
+        "--allow-principal",
+        &principal,
+        "--operation",
+        "Write",
+        "--operation",
+        "Describe",
+        "--operation",
+        "Create",
+        "--topic",
+        &changelog,
+    ]);
+}
+
+#[test]
+fn an_unreadable_changelog_decides_nothing_until_it_is_restored() {
+    let broker = broker();
+    let topics = Topics::unique(broker, "restore");
+    grant_all_but_reading_the_changelog(broker, &topics);
+    let config =
+        secure_config(broker, &topics, PASSWORD).set("SMSGATE__STATE__RESTORE_TIMEOUT_SECS", "3");
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let producer = TestProducer::new(&broker.bootstrap());
+    let cases = events::clean_stream(&topics.group, 100);
+    let records: Vec<_> = cases.iter().map(|c| c.record.clone()).collect();
+
+    // First run: an empty changelog needs no reading; 100 approvals.
+    let mut first = Gate::start(&config, "restore-first");
+    first.wait_ready(Duration::from_secs(90));
+    let sent = producer.send_all(&topics.outbound, &records);
+    assert!(
+        collector
+            .wait_for(&sent, Duration::from_secs(90), Duration::from_millis(500))
+            .is_some(),
+        "log:\n{}",
+        first.log_tail()
+    );
+    let approved = |c: &Collector| {
+        c.outputs()
+            .iter()
+            .filter(|o| o.route == kafka::Route::Approved)
+            .count()
+    };
+    assert_eq!(approved(&collector), 100);
+    first.sigterm(Duration::from_secs(30));
+
+    // Upstream retries the same 100 events; the changelog that remembers
+    // them cannot be read.
+    let mut second = Gate::start(&config, "restore-denied");
+    let retried = producer.send_all(&topics.outbound, &records);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(
+        collector.count(),
+        100,
+        "a retry was decided without the partition's state; log:\n{}",
+        second.log_tail()
+    );
+    assert_eq!(
+        second.get("/readyz").map(|(s, _)| s),
+        Some(503),
+        "ready without its state"
+    );
+    let log = log_text(&second);
+    assert!(
+        log.contains("partition state not restored"),
+        "the failed restore is an ERROR; log:\n{}",
+        second.log_tail()
+    );
+
+    // The operator grants Read: the restore succeeds on a retry and the
+    // retries are recognised.
+    let granted = Instant::now();
+    broker.acl(&[
+        "--add",
+        "--allow-principal",
+        &format!("User:{USER}"),
+        "--operation",
+        "Read",
+        "--topic",
+        &format!("{}.gate-state", topics.group),
+    ]);
+    assert!(
+        collector
+            .wait_for(&retried, Duration::from_secs(120), Duration::from_secs(1))
+            .is_some(),
+        "the retries were not decided after the grant; log:\n{}",
+        second.log_tail()
+    );
+    eprintln!(
+        "[security] changelog Read granted → state restored and 100 retries decided in {:.1?}",
+        granted.elapsed()
+    );
+    assert_eq!(approved(&collector), 100, "an event was approved twice");
+    let duplicates = collector
+        .outputs()
+        .iter()
+        .filter(|o| o.route == kafka::Route::Quarantine && o.codes() == ["duplicate"])
+        .count();
+    assert_eq!(duplicates, 100);
+    second.wait_ready(Duration::from_secs(30));
+    second.sigterm(Duration::from_secs(30));
 }

@@ -2,9 +2,10 @@
 //! making sure it exists (compacted, one partition per input partition) and
 //! restoring assigned partitions from it before their records are decided.
 //!
-//! Restore runs inside the assignment callback, on the consumer thread, so
-//! no record of a partition can be polled before its state is back. The
-//! gate is not ready (`/readyz` 503) while a restore runs.
+//! Restores run on their own thread ([`crate::gate::restorer`]) while the
+//! partitions wait paused, so the consumer keeps polling (and stays in its
+//! group) however long a restore takes; the gate is not ready (`/readyz`
+//! 503) until every assigned partition is restored.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,8 +19,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Settings;
-use crate::state::Stores;
-use crate::telemetry::metrics::Metrics;
+use crate::state::changelog::ChangelogError;
 
 /// Partition count of `topic`, `None` when it does not exist.
 fn partition_count(
@@ -133,90 +133,103 @@ impl ChangelogReader {
         &self.topic
     }
 
-    /// Restores `partitions` (already `assign`ed empty in `state`) from the
-    /// beginning of their changelog partitions to the end offsets seen now.
-    /// Returns false when the deadline passed first (the rest is decided
-    /// with what was restored; logged as an error).
-    pub fn restore(&self, partitions: &[i32], state: &Stores, metrics: &Metrics) -> bool {
+    /// Reads `partitions` from the beginning of their changelog partitions
+    /// to the end offsets seen now, handing each record to `apply`. Fails
+    /// (fail closed: the caller must not decide these partitions) when an
+    /// end offset cannot be read, the changelog cannot be assigned, or the
+    /// deadline (`state.restore_timeout_secs`) passes first. A record
+    /// `apply` refuses is skipped and counted.
+    pub fn restore(
+        &self,
+        partitions: &[i32],
+        mut apply: impl FnMut(i32, &[u8], Option<&[u8]>) -> Result<(), ChangelogError>,
+    ) -> Result<Restored, RestoreError> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut targets: HashMap<i32, i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.consumer.fetch_watermarks(&self.topic, *p, left) {
-                Ok((low, high)) if high > low => {
-                    targets.insert(*p, high);
-                    let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Beginning);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(partition = p, error = %e, "changelog end offset unknown; partition starts without restored caps and duplicates");
-                }
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, *p, left)
+                .map_err(|e| RestoreError::EndOffset(*p, e))?;
+            if high > low {
+                targets.insert(*p, high);
+                tpl.add_partition_offset(&self.topic, *p, Offset::Beginning)
+                    .map_err(RestoreError::Assign)?;
             }
         }
-        let mut records = 0u64;
-        let mut bad = 0u64;
-        if !targets.is_empty() {
-            if let Err(e) = self.consumer.assign(&tpl) {
-                tracing::error!(error = %e, "cannot read the changelog; partitions start without restored caps and duplicates");
-                targets.clear();
+        let mut done = Restored::default();
+        if targets.is_empty() {
+            return Ok(done);
+        }
+        self.consumer.assign(&tpl).map_err(RestoreError::Assign)?;
+        let reading: Vec<i32> = targets.keys().copied().collect();
+        let mut apply = |m: &rdkafka::message::BorrowedMessage<'_>| {
+            let (p, o) = (m.partition(), m.offset());
+            if !reading.contains(&p) {
+                return;
             }
-            let reading: Vec<i32> = targets.keys().copied().collect();
-            let mut apply = |m: &rdkafka::message::BorrowedMessage<'_>| {
-                let (p, o) = (m.partition(), m.offset());
-                if !reading.contains(&p) {
-                    return;
+            done.records += 1;
+            if let Err(e) = apply(p, m.key().unwrap_or_default(), m.payload()) {
+                done.skipped += 1;
+                tracing::warn!(partition = p, offset = o, error = %e, "changelog record skipped");
+            }
+        };
+        while !targets.is_empty() && Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    targets.remove(&p);
                 }
-                records += 1;
-                if let Err(e) = state.restore(p, m.key().unwrap_or_default(), m.payload()) {
-                    bad += 1;
-                    tracing::warn!(partition = p, offset = o, error = %e, "changelog record skipped");
-                }
-            };
-            while !targets.is_empty() && Instant::now() < deadline {
-                match self.consumer.poll(Duration::from_millis(100)) {
-                    None => {}
-                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                Some(Err(e)) => tracing::debug!(error = %e, "changelog read error"),
+                Some(Ok(m)) => {
+                    apply(&m);
+                    let (p, o) = (m.partition(), m.offset());
+                    if targets.get(&p).is_some_and(|end| o + 1 >= *end) {
                         targets.remove(&p);
                     }
-                    Some(Err(e)) => tracing::debug!(error = %e, "changelog read error"),
-                    Some(Ok(m)) => {
-                        apply(&m);
-                        let (p, o) = (m.partition(), m.offset());
-                        if targets.get(&p).is_some_and(|end| o + 1 >= *end) {
-                            targets.remove(&p);
-                        }
-                    }
                 }
             }
-            // Records already fetched past the end offsets seen (some
-            // brokers report a batch's end low): state too, keep them.
-            while Instant::now() < deadline {
-                match self.consumer.poll(Duration::from_millis(50)) {
-                    None => break,
-                    Some(Ok(m)) => apply(&m),
-                    Some(Err(_)) => {}
-                }
+        }
+        // Records already fetched past the end offsets seen (some brokers
+        // report a batch's end low): state too, keep them.
+        while targets.is_empty() && Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                None => break,
+                Some(Ok(m)) => apply(&m),
+                Some(Err(_)) => {}
             }
-            let _ = self.consumer.unassign();
         }
-        let complete = targets.is_empty();
-        if !complete {
-            tracing::error!(partitions = ?targets.keys().collect::<Vec<_>>(), "changelog restore timed out; deciding with what was restored");
+        let _ = self.consumer.unassign();
+        if !targets.is_empty() {
+            let mut left: Vec<i32> = targets.into_keys().collect();
+            left.sort_unstable();
+            return Err(RestoreError::TimedOut(left, self.timeout));
         }
-        metrics.state_restored("partition", started.elapsed());
-        let (dedup, caps) = state.sizes();
-        metrics.state_entries(dedup, caps);
-        tracing::info!(
-            ?partitions,
-            records,
-            bad,
-            dedup,
-            caps,
-            ms = started.elapsed().as_millis() as u64,
-            "partition state restored"
-        );
-        complete
+        done.took = started.elapsed();
+        Ok(done)
     }
+}
+
+/// What a complete restore read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restored {
+    pub records: u64,
+    /// Records that could not be applied (logged one by one).
+    pub skipped: u64,
+    pub took: Duration,
+}
+
+/// Why a restore did not complete: the partitions stay paused and it is
+/// tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("changelog end offset of partition {0} unknown: {1}")]
+    EndOffset(i32, KafkaError),
+    #[error("cannot read the changelog: {0}")]
+    Assign(KafkaError),
+    #[error("changelog partitions {0:?} not read to their end within {1:?}")]
+    TimedOut(Vec<i32>, Duration),
 }
