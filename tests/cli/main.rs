@@ -5,3 +5,4 @@
 mod check;
 mod metrics_port;
 mod readme;
+mod startup_stop;

@@ -66,10 +66,16 @@ pub fn spawn(
     } else {
         Commit::AfterAck
     };
+    let mut stopping = shutdown.subscribe();
     let task = tokio::spawn(async move {
         if let Commit::Transaction(timeout) = commit {
             let p = producer.clone();
-            let init = tokio::task::spawn_blocking(move || p.init_transactions(timeout)).await;
+            // A stop during start-up (broker unreachable) must not wait for
+            // the transaction timeout.
+            let init = tokio::select! {
+                init = tokio::task::spawn_blocking(move || p.init_transactions(timeout)) => init,
+                _ = stopping.wait_for(|stop| *stop) => return ForwarderEnd::Stopped,
+            };
             let failed = match init {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
