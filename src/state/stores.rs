@@ -146,7 +146,9 @@ impl Stores {
             .clone()
     }
 
-    /// Decides one record of `partition` and records the decision.
+    /// Decides one record of `partition` and records the decision; the
+    /// partition's state is created empty if it is not there (tools and
+    /// tests; the gate uses [`Stores::decide_assigned`]).
     pub fn decide(
         &self,
         policy: &Policy,
@@ -155,8 +157,34 @@ impl Stores {
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Decided {
-        let shared = self.partition(partition);
-        let mut state = lock(&shared);
+        self.decide_in(&self.partition(partition), policy, bytes, origin, now)
+    }
+
+    /// Like [`Stores::decide`], but only for a partition assigned here:
+    /// `None` once it was revoked (a worker still holding one of its
+    /// records after a drain timeout must not decide it on empty state; its
+    /// next owner reads it again).
+    pub fn decide_assigned(
+        &self,
+        policy: &Policy,
+        partition: i32,
+        bytes: &[u8],
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Option<Decided> {
+        let shared = read(&self.partitions).get(&partition).cloned()?;
+        Some(self.decide_in(&shared, policy, bytes, origin, now))
+    }
+
+    fn decide_in(
+        &self,
+        shared: &Shared,
+        policy: &Policy,
+        bytes: &[u8],
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        let mut state = lock(shared);
         let consent = read(&self.consent);
         let view = GateView {
             consent: &*consent,
@@ -273,6 +301,23 @@ mod tests {
             .unwrap();
         let replay = new_owner.decide(&policy, 3, event.as_bytes(), Origin::Intake, now);
         assert!(replay.decision.has(ReasonCode::Duplicate));
+    }
+
+    #[test]
+    fn a_revoked_partition_is_not_decided_on_empty_state() {
+        let policy = policy();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let stores = Stores::for_policy(&policy);
+        stores.assign(3);
+        assert!(
+            stores
+                .decide_assigned(&policy, 3, EVENT.as_bytes(), Origin::Intake, now)
+                .is_some()
+        );
+        stores.revoke(3);
+        let late = stores.decide_assigned(&policy, 3, EVENT.as_bytes(), Origin::Intake, now);
+        assert!(late.is_none(), "decided after the revoke");
+        assert_eq!(stores.sizes(), (0, 0), "no empty state was created");
     }
 
     #[test]
