@@ -240,8 +240,10 @@ impl GateContext {
         let partitions = self.partitions_of(tpl);
         // Paused until their state is restored, on the restore thread; the
         // consumer keeps polling meanwhile (see `crate::gate::restorer`).
+        // No placeholder state: until the restored one is installed, a late
+        // decision from an earlier assignment finds none and is not made.
         for p in &partitions {
-            self.state.assign(*p);
+            self.state.revoke(*p);
             self.flight.assign(*p);
         }
         self.restorer.assigned(consumer, &partitions);

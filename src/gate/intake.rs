@@ -164,10 +164,8 @@ impl Intake<'_> {
     fn process(&self, m: &BorrowedMessage<'_>, polled_at: Instant) -> Result<(), String> {
         let ctx = self.consumer.context();
         let (partition, offset) = (m.partition(), m.offset());
-        match ctx.restorer.hold(partition) {
-            Hold::No => {}
-            Hold::Drop => return Ok(()),
-            Hold::Rewind => return self.rewind(m),
+        if let Hold::Rewind(to) = ctx.restorer.hold(partition, offset) {
+            return self.rewind(m.topic(), partition, to);
         }
         let Some(epoch) = ctx.flight.take(partition, offset) else {
             // Not (or no longer) ours: the owner reads it from the committed offset.
@@ -196,11 +194,10 @@ impl Intake<'_> {
     }
 
     /// A record of a partition still being restored slipped through the
-    /// pause: seek back to it, so it is read again after the resume.
-    fn rewind(&self, m: &BorrowedMessage<'_>) -> Result<(), String> {
-        let (partition, offset) = (m.partition(), m.offset());
+    /// pause: seek back to `offset`, so it is read again after the resume.
+    fn rewind(&self, topic: &str, partition: i32, offset: i64) -> Result<(), String> {
         let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(m.topic(), partition, rdkafka::Offset::Offset(offset))
+        tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
             .map_err(|e| e.to_string())?;
         self.consumer
             .seek_partitions(tpl, Duration::from_secs(5))

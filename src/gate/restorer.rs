@@ -47,9 +47,10 @@ struct Job {
 struct Waiting {
     pending: HashMap<i32, u64>,
     restored: Vec<i32>,
-    /// Waiting partitions already rewound to a record that slipped through
-    /// the pause: later records of theirs are simply dropped.
-    rewound: Vec<i32>,
+    /// Waiting partitions and the first offset of theirs that slipped
+    /// through the pause: every later record of theirs rewinds there too,
+    /// so none is skipped even if the pause did not take hold.
+    rewound: Vec<(i32, i64)>,
 }
 
 /// What the intake does with a polled record.
@@ -57,11 +58,10 @@ struct Waiting {
 pub(crate) enum Hold {
     /// Decide it.
     No,
-    /// Its partition waits for its state: seek back to this record, so it
-    /// is read again after the resume.
-    Rewind,
-    /// Its partition waits and was rewound already: drop it.
-    Drop,
+    /// Its partition waits for its state: seek back to this offset (the
+    /// first of the partition's records that slipped through), so it is
+    /// read again after the resume.
+    Rewind(i64),
 }
 
 pub(crate) struct Restorer {
@@ -124,8 +124,13 @@ impl Restorer {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         {
             let mut w = lock(&self.waiting);
-            w.rewound.retain(|p| !partitions.contains(p));
+            w.rewound.retain(|(p, _)| !partitions.contains(p));
             for p in partitions {
+                if let Some(i) = w.restored.iter().position(|r| r == p) {
+                    // Restored for an earlier assignment, never resumed.
+                    w.restored.swap_remove(i);
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
                 if w.pending.insert(*p, generation).is_none() {
                     self.outstanding.fetch_add(1, Ordering::SeqCst);
                     self.metrics.restoring(1);
@@ -154,7 +159,7 @@ impl Restorer {
     /// Called on revoke: a restore of these partitions no longer matters.
     pub(crate) fn revoked(&self, partitions: &[i32]) {
         let mut w = lock(&self.waiting);
-        w.rewound.retain(|p| !partitions.contains(p));
+        w.rewound.retain(|(p, _)| !partitions.contains(p));
         for p in partitions {
             if w.pending.remove(p).is_some() {
                 self.outstanding.fetch_sub(1, Ordering::SeqCst);
@@ -167,9 +172,10 @@ impl Restorer {
         }
     }
 
-    /// Whether a polled record of `partition` may be decided: not while its
-    /// state is not restored, or restored but the partition not resumed.
-    pub(crate) fn hold(&self, partition: i32) -> Hold {
+    /// Whether a polled record of `partition` at `offset` may be decided:
+    /// not while its state is not restored, or restored but the partition
+    /// not resumed.
+    pub(crate) fn hold(&self, partition: i32, offset: i64) -> Hold {
         if self.outstanding.load(Ordering::SeqCst) == 0 {
             return Hold::No;
         }
@@ -177,11 +183,13 @@ impl Restorer {
         if !w.pending.contains_key(&partition) && !w.restored.contains(&partition) {
             return Hold::No;
         }
-        if w.rewound.contains(&partition) {
-            return Hold::Drop;
+        match w.rewound.iter().find(|(p, _)| *p == partition) {
+            Some((_, first)) => Hold::Rewind(*first),
+            None => {
+                w.rewound.push((partition, offset));
+                Hold::Rewind(offset)
+            }
         }
-        w.rewound.push(partition);
-        Hold::Rewind
     }
 
     /// On the consumer thread, each turn: resumes partitions whose state
@@ -192,9 +200,13 @@ impl Restorer {
         }
         let restored = {
             let mut w = lock(&self.waiting);
-            let restored = std::mem::take(&mut w.restored);
-            w.rewound.retain(|p| !restored.contains(p));
-            restored
+            // A partition assigned again meanwhile waits for its new restore.
+            let (ready, again): (Vec<i32>, Vec<i32>) = std::mem::take(&mut w.restored)
+                .into_iter()
+                .partition(|p| !w.pending.contains_key(p));
+            w.restored = again;
+            w.rewound.retain(|(p, _)| !ready.contains(p));
+            ready
         };
         if restored.is_empty() {
             return;
@@ -231,18 +243,6 @@ impl Drop for Restorer {
     }
 }
 
-/// Sleeps `d`, in short steps; true when `stop` was triggered meanwhile.
-fn sleep_unless_stopped(stop: &Shutdown, d: Duration) -> bool {
-    let until = std::time::Instant::now() + d;
-    while std::time::Instant::now() < until {
-        if stop.is_triggered() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stop.is_triggered()
-}
-
 /// The restore thread.
 struct Worker {
     reader: ChangelogReader,
@@ -272,12 +272,17 @@ impl Worker {
                 .iter()
                 .map(|p| (*p, self.state.empty_partition()))
                 .collect();
-            let read = self
-                .reader
-                .restore(&partitions, |p, key, value| match fresh.get_mut(&p) {
-                    Some(s) => s.apply_changelog(key, value),
-                    None => Ok(()),
-                });
+            // A panic is a failed attempt, not a dead thread: every later
+            // assignment would wait paused for it.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.reader
+                    .restore(&partitions, |p, key, value| match fresh.get_mut(&p) {
+                        Some(s) => s.apply_changelog(key, value),
+                        None => Ok(()),
+                    })
+                    .map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("the restore panicked".to_string()));
             match read {
                 Ok(done) => {
                     self.install(&job, fresh);
@@ -297,13 +302,27 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, ?partitions, retry_in = ?backoff, "partition state not restored; the partitions stay paused and the gate not ready");
-                    if sleep_unless_stopped(&self.stop, backoff) {
+                    if self.sleep_while_waiting(&job, backoff) {
                         return;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+
+    /// Sleeps `d` in short steps; true when the gate stops or none of the
+    /// job's partitions waits for it any more (revoked), so a newer
+    /// assignment's restore is not held up behind a backoff.
+    fn sleep_while_waiting(&self, job: &Job, d: Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        while std::time::Instant::now() < until {
+            if self.stop.is_triggered() || self.still_waiting(job).is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop.is_triggered()
     }
 
     fn still_waiting(&self, job: &Job) -> Vec<i32> {

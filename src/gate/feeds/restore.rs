@@ -137,7 +137,9 @@ impl ChangelogReader {
     /// to the end offsets seen now, handing each record to `apply`. Fails
     /// (fail closed: the caller must not decide these partitions) when an
     /// end offset cannot be read, the changelog cannot be assigned, or the
-    /// deadline (`state.restore_timeout_secs`) passes first. A record
+    /// read makes no progress for `state.restore_timeout_secs` (a stall,
+    /// not a total: a changelog of any size completes while it is being
+    /// read). A record
     /// `apply` refuses is skipped and counted.
     pub fn restore(
         &self,
@@ -145,7 +147,7 @@ impl ChangelogReader {
         mut apply: impl FnMut(i32, &[u8], Option<&[u8]>) -> Result<(), ChangelogError>,
     ) -> Result<Restored, RestoreError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        let mut deadline = started + self.timeout;
         let mut targets: HashMap<i32, i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
@@ -185,6 +187,7 @@ impl ChangelogReader {
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "changelog read error"),
                 Some(Ok(m)) => {
+                    deadline = Instant::now() + self.timeout;
                     apply(&m);
                     let (p, o) = (m.partition(), m.offset());
                     if targets.get(&p).is_some_and(|end| o + 1 >= *end) {
