@@ -76,6 +76,20 @@ struct Range {
     attempts: u32,
 }
 
+impl Range {
+    /// This range as handed out: `partition`, release instant `rel` (ms),
+    /// starting at `first`.
+    fn held(&self, partition: i32, rel: i64, first: i64) -> HeldRange {
+        HeldRange {
+            partition,
+            release_at: DateTime::from_timestamp_millis(rel).unwrap_or_default(),
+            first,
+            last: self.last,
+            records: self.records,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PartitionIndex {
     /// Unreleased ranges by (release ms, first offset).
@@ -224,13 +238,7 @@ impl DeferredIndex {
                 .get(&partition)
                 .and_then(|p| p.ranges.get(&(rel, first)))
             {
-                out.push(HeldRange {
-                    partition,
-                    release_at: DateTime::from_timestamp_millis(rel).unwrap_or_default(),
-                    first,
-                    last: range.last,
-                    records: range.records,
-                });
+                out.push(range.held(partition, rel, first));
             }
         }
         while let Some(&(rel, partition, first)) = self.schedule.first() {
@@ -246,13 +254,7 @@ impl DeferredIndex {
             }
             if let Some(range) = p.ranges.get_mut(&(rel, first)) {
                 range.dispatched = true;
-                out.push(HeldRange {
-                    partition,
-                    release_at: DateTime::from_timestamp_millis(rel).unwrap_or_default(),
-                    first,
-                    last: range.last,
-                    records: range.records,
-                });
+                out.push(range.held(partition, rel, first));
             }
         }
         out

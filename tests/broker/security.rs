@@ -50,11 +50,12 @@ fn secure_config(broker: &Broker, topics: &Topics, password: &str) -> GateConfig
     cfg
 }
 
-/// ACLs for `USER` on every topic and group of `topics`, except the
-/// approved topic, which it may only describe.
-fn grant_all_but_approved(broker: &Broker, topics: &Topics) {
+/// All operations for `USER` on the named `topics` and on the group and
+/// transactional ids of `group`, as prefixes: the groups `<group>-inbound`
+/// and `<group>-release` and the transactional ids `<group>-…`
+/// (exactly_once) are covered too.
+fn grant_all_on(broker: &Broker, group: &str, topics: &[&str]) {
     let principal = format!("User:{USER}");
-    let changelog = format!("{}.gate-state", topics.group);
     let mut args = vec![
         "--add",
         "--allow-principal",
@@ -62,32 +63,40 @@ fn grant_all_but_approved(broker: &Broker, topics: &Topics) {
         "--operation",
         "All",
     ];
-    for t in [
-        &topics.outbound,
-        &topics.consent,
-        &topics.inbound,
-        &topics.quarantine,
-        &topics.deferred,
-        &changelog,
-    ] {
-        args.extend(["--topic", t.as_str()]);
+    for t in topics {
+        args.extend(["--topic", t]);
     }
     args.extend([
         "--group",
-        topics.group.as_str(),
+        group,
         "--transactional-id",
-        topics.group.as_str(),
+        group,
         "--resource-pattern-type",
         "prefixed",
     ]);
-    // Prefixed, so the groups `<group>-inbound` and `<group>-release`, the
-    // changelog `<group>.gate-state` and the transactional ids
-    // `<group>-…` (exactly_once) are covered too.
     broker.acl(&args);
+}
+
+/// ACLs for `USER` on every topic and group of `topics`, except the
+/// approved topic, which it may only describe.
+fn grant_all_but_approved(broker: &Broker, topics: &Topics) {
+    let changelog = format!("{}.gate-state", topics.group);
+    grant_all_on(
+        broker,
+        &topics.group,
+        &[
+            &topics.outbound,
+            &topics.consent,
+            &topics.inbound,
+            &topics.quarantine,
+            &topics.deferred,
+            &changelog,
+        ],
+    );
     broker.acl(&[
         "--add",
         "--allow-principal",
-        &principal,
+        &format!("User:{USER}"),
         "--operation",
         "Describe",
         "--topic",
@@ -303,38 +312,22 @@ fn without_write_on_approved_the_gate_stalls_loudly_and_resumes_once_granted() {
 /// Every topic of `topics` for `USER`, but only Write, Describe and Create
 /// on the changelog: it can write its state but not read it back.
 fn grant_all_but_reading_the_changelog(broker: &Broker, topics: &Topics) {
-    let principal = format!("User:{USER}");
-    let changelog = format!("{}.gate-state", topics.group);
-    let mut args = vec![
-        "--add",
-        "--allow-principal",
-        &principal,
-        "--operation",
-        "All",
-    ];
-    for t in [
-        &topics.outbound,
-        &topics.consent,
-        &topics.inbound,
-        &topics.approved,
-        &topics.quarantine,
-        &topics.deferred,
-    ] {
-        args.extend(["--topic", t.as_str()]);
-    }
-    args.extend([
-        "--group",
-        topics.group.as_str(),
-        "--transactional-id",
-        topics.group.as_str(),
-        "--resource-pattern-type",
-        "prefixed",
-    ]);
-    broker.acl(&args);
+    grant_all_on(
+        broker,
+        &topics.group,
+        &[
+            &topics.outbound,
+            &topics.consent,
+            &topics.inbound,
+            &topics.approved,
+            &topics.quarantine,
+            &topics.deferred,
+        ],
+    );
     broker.acl(&[
         "--add",
         "--allow-principal",
-        &principal,
+        &format!("User:{USER}"),
         "--operation",
         "Write",
         "--operation",
@@ -342,7 +335,7 @@ fn grant_all_but_reading_the_changelog(broker: &Broker, topics: &Topics) {
         "--operation",
         "Create",
         "--topic",
-        &changelog,
+        &format!("{}.gate-state", topics.group),
     ]);
 }
 

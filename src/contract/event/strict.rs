@@ -183,16 +183,12 @@ pub(super) fn next_key<'de, A: MapAccess<'de>>(
     Ok(map.next_key::<Key<'de>>()?.map(|Key(k)| k))
 }
 
-/// A repeated key of an object.
+/// A repeated key of an object, named only when it is a contract field.
 pub(super) fn duplicate_key<E: serde::de::Error>(key: &str) -> E {
-    E::custom(duplicate(key))
-}
-
-fn duplicate(key: &str) -> String {
     if CONTRACT_KEYS.contains(&key) {
-        format!("duplicate key \"{key}\"")
+        E::custom(format_args!("duplicate key \"{key}\""))
     } else {
-        "duplicate key (not a contract field)".to_string()
+        E::custom("duplicate key (not a contract field)")
     }
 }
 
