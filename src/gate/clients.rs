@@ -202,7 +202,9 @@ pub fn release_consumer(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// The producer that hands released records back to `topics.outbound`.
+/// The producer that hands released records back to `topics.outbound`
+/// (transactional under `exactly_once`: a chunk and its deferred offset
+/// commit together).
 pub fn release_producer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
     c.set_if_absent("linger.ms", "5");
@@ -210,6 +212,9 @@ pub fn release_producer(settings: &Settings) -> ClientConfig {
     c.set_if_absent("partitioner", "murmur2_random");
     c.set("enable.idempotence", "true");
     c.set("acks", "all");
+    if settings.delivery.exactly_once() {
+        transactional(&mut c, settings, "release");
+    }
     c
 }
 

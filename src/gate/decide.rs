@@ -138,9 +138,14 @@ impl Handler {
         }
         let (partition, offset) = (job.partition, job.offset);
         // Revoked between the check above and here: not decided either.
-        let decided =
-            self.state
-                .decide_assigned(policy, partition, &job.value, job.origin, Utc::now())?;
+        let decided = self.state.decide_assigned(
+            policy,
+            partition,
+            offset,
+            &job.value,
+            job.origin,
+            Utc::now(),
+        )?;
         let (event, decision) = (decided.event.as_ref(), &decided.decision);
         if event.is_some_and(|e| !key_is_recipient(job.key.as_deref(), &e.to)) {
             self.metrics.non_recipient_key();

@@ -3,8 +3,10 @@
 //! compacted changelog topic, and how it reads them back.
 //!
 //! Keys are chosen so that compaction keeps exactly what a restore needs:
-//! - `dedup/<message_id>` → `{"first_at_ms":…,"outcome":"defer"}`: the
-//!   latest record per message id is its current memory;
+//! - `dedup/<message_id>` → `{"first_at_ms":…,"outcome":"defer","offset":…}`:
+//!   the latest record per message id is its current memory; `offset` (the
+//!   input record decided, absent in older records) lets a re-read of that
+//!   same record be told from an upstream retry (`state::partition`);
 //! - `cap/<16 hex>` → `{"approved_ms":[…]}`: the approval times of one
 //!   (recipient, subject) still inside the cap window; the hex is the first
 //!   8 bytes of SHA-256 over the pair, so no phone number appears in a key
@@ -93,6 +95,8 @@ impl CapKey {
 struct DedupValue {
     first_at_ms: i64,
     outcome: String,
+    #[serde(default)]
+    offset: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,15 +119,25 @@ pub fn dedup_key(message_id: &str) -> Vec<u8> {
 
 /// Written by hand, not through serde: one of these per decision made the
 /// changelog a tenth of the decide worker's step.
-pub fn dedup_entry(message_id: &str, seen: &Seen) -> ChangelogEntry {
+/// `offset`: the input record this decision was made for, if any.
+pub fn dedup_entry(message_id: &str, seen: &Seen, offset: Option<i64>) -> ChangelogEntry {
     let mut ms = itoa::Buffer::new();
+    let mut off = itoa::Buffer::new();
+    let offset = offset.map(|o| off.format(o).as_bytes());
     let value = [
         br#"{"first_at_ms":"#.as_slice(),
         ms.format(seen.first_at.timestamp_millis()).as_bytes(),
         br#","outcome":""#,
         // A fixed ASCII word: nothing to escape.
         seen.outcome.as_str().as_bytes(),
-        br#""}"#,
+        br#"""#,
+        if offset.is_some() {
+            br#","offset":"#.as_slice()
+        } else {
+            b""
+        },
+        offset.unwrap_or_default(),
+        b"}",
     ]
     .concat();
     ChangelogEntry {
@@ -161,6 +175,8 @@ pub enum Change {
     Dedup {
         message_id: String,
         seen: Option<Seen>,
+        /// The input record decided (records before this field: `None`).
+        offset: Option<i64>,
     },
     Cap {
         key: CapKey,
@@ -251,21 +267,23 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, ChangelogError
         problem,
     };
     if let Some(message_id) = key.strip_prefix(DEDUP_PREFIX) {
-        let seen = match value {
-            None => None,
+        let (seen, offset) = match value {
+            None => (None, None),
             Some(v) => {
                 let d: DedupValue = serde_json::from_slice(v).map_err(|e| bad(e.to_string()))?;
-                Some(Seen {
+                let seen = Seen {
                     first_at: millis(d.first_at_ms)
                         .ok_or_else(|| bad("first_at_ms out of range".into()))?,
                     outcome: Outcome::parse(&d.outcome)
                         .ok_or_else(|| bad("unknown outcome".into()))?,
-                })
+                };
+                (Some(seen), d.offset)
             }
         };
         return Ok(Change::Dedup {
             message_id: message_id.to_string(),
             seen,
+            offset,
         });
     }
     if let Some(hex_part) = key.strip_prefix(CAP_PREFIX) {
@@ -331,13 +349,24 @@ mod tests {
     #[test]
     fn entries_round_trip() {
         let (t, seen) = seen_at(Outcome::Defer);
-        let e = dedup_entry("m-1", &seen);
+        let e = dedup_entry("m-1", &seen, Some(42));
         assert_eq!(e.key, b"dedup/m-1");
         assert_eq!(
             decode(&e.key, e.value.as_deref()).unwrap(),
             Change::Dedup {
                 message_id: "m-1".into(),
-                seen: Some(seen)
+                seen: Some(seen),
+                offset: Some(42),
+            }
+        );
+        // Records written before the offset was kept still read.
+        let old = dedup_entry("m-1", &seen, None);
+        assert_eq!(
+            decode(&old.key, old.value.as_deref()).unwrap(),
+            Change::Dedup {
+                message_id: "m-1".into(),
+                seen: Some(seen),
+                offset: None,
             }
         );
         let k = CapKey::new("+8613812345678", "sme-loan");
@@ -364,7 +393,7 @@ mod tests {
         let (t, seen) = seen_at(Outcome::Approve);
         let k = CapKey::new("+8613812345678", "sme-loan");
         let entries = vec![
-            dedup_entry("m-1", &seen),
+            dedup_entry("m-1", &seen, None),
             cap_entry(&k, &[t.timestamp_millis()]),
             tombstone(dedup_key("m-0")),
         ];
@@ -410,7 +439,7 @@ mod tests {
             "tab\tnl\n\u{1}",
             "短信-7",
         ];
-        let mut entries: Vec<_> = ids.iter().map(|id| dedup_entry(id, &seen)).collect();
+        let mut entries: Vec<_> = ids.iter().map(|id| dedup_entry(id, &seen, None)).collect();
         entries.push(tombstone(dedup_key("m-0")));
         entries.push(ChangelogEntry {
             key: vec![0xff],

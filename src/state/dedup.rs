@@ -1,8 +1,9 @@
 //! The duplicate memory of one input partition: which `message_id`s were
-//! decided, when first, and with what latest outcome — 24 bytes an id.
+//! decided, when first, with what latest outcome, and from which input
+//! record — 32 bytes an id.
 //!
 //! An id is kept as a 128-bit keyed hash, not as a string: a million ids
-//! cost about 50 MB instead of about 110 MB. Two different ids colliding
+//! cost about 65 MB instead of about 125 MB. Two different ids colliding
 //! (odds about n²/2¹²⁹) would make the later one a `duplicate`, a reject,
 //! never a wrong approval. The hash key is random per process; the
 //! changelog keeps the ids themselves, so a restore hashes them again.
@@ -85,12 +86,28 @@ impl Packed {
     }
 }
 
+/// One remembered id.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    packed: Packed,
+    /// The input record's offset the latest decision was made for, or -1:
+    /// a re-read of that same record (a crash before its offset was
+    /// committed) is not an upstream retry.
+    offset: i64,
+}
+
+impl Slot {
+    fn offset(self) -> Option<i64> {
+        (self.offset >= 0).then_some(self.offset)
+    }
+}
+
 /// Decided message ids of one partition.
 #[derive(Debug, Clone, Default)]
 pub struct DedupMemory {
     /// This memory's random key of [`IdHash`].
     key: IdKey,
-    ids: HashMap<IdHash, Packed, BuildHasherDefault<IdentityHasher>>,
+    ids: HashMap<IdHash, Slot, BuildHasherDefault<IdentityHasher>>,
     /// Ids restored from single `dedup/<id>` records: their record needs a
     /// tombstone once they expire.
     single_records: HashMap<IdHash, Box<str>, BuildHasherDefault<IdentityHasher>>,
@@ -102,44 +119,63 @@ impl DedupMemory {
         IdHash(h.h1, h.h2)
     }
 
-    pub fn get(&self, message_id: &str) -> Option<Seen> {
-        self.ids.get(&self.hash(message_id)).map(|p| p.seen())
+    /// What is remembered of `message_id`, and the offset of the input
+    /// record its latest decision was made for (when known).
+    pub fn get(&self, message_id: &str) -> Option<(Seen, Option<i64>)> {
+        self.ids
+            .get(&self.hash(message_id))
+            .map(|s| (s.packed.seen(), s.offset()))
     }
 
-    /// Remembers a decision: the first time starts the window (again, when
-    /// the old memory is past it); the outcome is always the latest.
+    /// Remembers a decision made for the input record at `offset`: the first
+    /// time starts the window (again, when the old memory is past it); the
+    /// outcome and offset are always the latest.
     pub fn remember(
         &mut self,
         message_id: &str,
         outcome: Outcome,
         now: DateTime<Utc>,
         window: Duration,
+        offset: Option<i64>,
     ) -> Seen {
         let fresh = Seen {
             first_at: now,
             outcome,
         };
-        let slot = self
-            .ids
-            .entry(self.hash(message_id))
-            .or_insert(Packed::new(fresh));
-        let first_at = slot.first_at();
+        let slot = self.ids.entry(self.hash(message_id)).or_insert(Slot {
+            packed: Packed::new(fresh),
+            offset: -1,
+        });
+        let first_at = slot.packed.first_at();
         let seen = if now - first_at < window {
             Seen { first_at, outcome }
         } else {
             fresh
         };
-        *slot = Packed::new(seen);
+        *slot = Slot {
+            packed: Packed::new(seen),
+            offset: offset.unwrap_or(-1),
+        };
         seen
     }
 
     /// Restores one changelog entry; `single_record` when it was a record
     /// of its own rather than an entry of a batch record.
-    pub fn restore(&mut self, message_id: &str, seen: Option<Seen>, single_record: bool) {
+    pub fn restore(
+        &mut self,
+        message_id: &str,
+        seen: Option<Seen>,
+        offset: Option<i64>,
+        single_record: bool,
+    ) {
         let id = self.hash(message_id);
         match seen {
             Some(s) => {
-                self.ids.insert(id, Packed::new(s));
+                let slot = Slot {
+                    packed: Packed::new(s),
+                    offset: offset.unwrap_or(-1),
+                };
+                self.ids.insert(id, slot);
                 if single_record {
                     self.single_records.insert(id, message_id.into());
                 }
@@ -158,8 +194,8 @@ impl DedupMemory {
     pub fn prune(&mut self, horizon: DateTime<Utc>, tombstones: &mut Vec<ChangelogEntry>) {
         let horizon_ms = horizon.timestamp_millis().max(0) as u64;
         let singles = &mut self.single_records;
-        self.ids.retain(|id, p| {
-            let keep = p.first_ms() > horizon_ms;
+        self.ids.retain(|id, s| {
+            let keep = s.packed.first_ms() > horizon_ms;
             if !keep && let Some(message_id) = singles.remove(id) {
                 tombstones.push(changelog::tombstone(changelog::dedup_key(&message_id)));
             }

@@ -379,6 +379,20 @@ impl DeferredIndex {
         out
     }
 
+    /// The offset `committable(range.partition)` becomes once `range` is
+    /// handed back before `next` (`None`: all of it): what a transaction
+    /// commits together with the hand-back, before the index is told.
+    pub fn committable_after(&self, range: &HeldRange, next: Option<i64>) -> Option<i64> {
+        let p = self.partitions.get(&range.partition)?;
+        let key = (range.release_at.timestamp_millis(), range.first);
+        let others = p
+            .ranges
+            .keys()
+            .filter(|k| **k != key)
+            .map(|(_, first)| *first);
+        Some(others.chain(next).min().unwrap_or(p.next_offset))
+    }
+
     /// The offset to commit on a deferred partition: everything before it
     /// is released.
     pub fn committable(&self, partition: i32) -> Option<i64> {

@@ -18,12 +18,13 @@
 //! so only entries restored from single `dedup/` or `cap/` records (the
 //! format before batches) get a tombstone of their own.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::contract::consent::ConsentFact;
-use crate::contract::decision::{Decision, Outcome};
+use crate::contract::decision::{Decision, Outcome, ReasonCode};
 use crate::contract::event::{Category, OutboundSms};
 use crate::policy::view::{CapView, ConsentView, DedupView, Seen};
 use crate::state::caps::CapMemory;
@@ -61,20 +62,42 @@ impl PartitionState {
         }
     }
 
-    /// Remembers a decision (every well-formed one for duplicates, approved
-    /// marketing for caps) and returns the changelog entries to write.
+    /// Remembers a decision made for the input record at `offset` (every
+    /// well-formed one for duplicates, approved marketing for caps) and
+    /// returns the changelog entries to write. `earlier`: what the view
+    /// hid because this same record was decided before ([`GateView::earlier`]).
+    ///
+    /// A duplicate changes nothing: the memory stays the first decision's,
+    /// so a re-read of that first record is still known as such. A re-read
+    /// decided as before changes nothing either (its approval already
+    /// counts against the cap).
     pub fn record(
         &mut self,
         event: &OutboundSms,
         decision: &Decision,
         now: DateTime<Utc>,
+        offset: Option<i64>,
+        earlier: Option<Seen>,
     ) -> Vec<ChangelogEntry> {
+        let duplicate = decision
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::Duplicate);
+        if duplicate || earlier.is_some_and(|e| e.outcome == decision.outcome) {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(2);
-        let seen = self
-            .seen
-            .remember(&event.message_id, decision.outcome, now, self.dedup_window);
-        out.push(changelog::dedup_entry(&event.message_id, &seen));
-        if decision.outcome == Outcome::Approve && event.category == Category::Marketing {
+        let seen = self.seen.remember(
+            &event.message_id,
+            decision.outcome,
+            now,
+            self.dedup_window,
+            offset,
+        );
+        out.push(changelog::dedup_entry(&event.message_id, &seen, offset));
+        let counted = earlier.is_some_and(|e| e.outcome == Outcome::Approve);
+        if decision.outcome == Outcome::Approve && event.category == Category::Marketing && !counted
+        {
             let key = CapKey::new(&event.to, event.subject_key());
             out.push(self.caps.approve(key, now, now - self.cap_window));
         }
@@ -108,9 +131,11 @@ impl PartitionState {
         single_record: bool,
     ) -> Result<(), ChangelogError> {
         match changelog::decode(key, value)? {
-            Change::Dedup { message_id, seen } => {
-                self.seen.restore(&message_id, seen, single_record)
-            }
+            Change::Dedup {
+                message_id,
+                seen,
+                offset,
+            } => self.seen.restore(&message_id, seen, offset, single_record),
             Change::Cap { key, approved } => self.caps.restore(key, approved, single_record),
             Change::Released => {}
             Change::Batch { at, entries } => match entries {
@@ -175,7 +200,7 @@ impl CapView for PartitionState {
 
 impl DedupView for PartitionState {
     fn seen(&self, message_id: &str) -> Option<Seen> {
-        self.seen.get(message_id)
+        self.seen.get(message_id).map(|(s, _)| s)
     }
 }
 
@@ -186,11 +211,43 @@ pub fn key_is_recipient(key: Option<&[u8]>, to: &str) -> bool {
 }
 
 /// What the policy reads in the gate: the shared consent table plus one
-/// partition's caps and duplicates.
-#[derive(Clone, Copy)]
+/// partition's caps and duplicates, as seen by the input record at
+/// `offset`.
+///
+/// When that very record was decided before (read again after a crash
+/// between its changelog write and its offset commit), its own trace is
+/// hidden: it is not a `duplicate` of itself, and its own approval does not
+/// count against its cap. It is decided as the first time (the same
+/// decision, unless consent changed in between), and its output is sent
+/// again. An upstream retry, a different record with the same
+/// `message_id`, is still a `duplicate`.
 pub struct GateView<'a> {
     pub consent: &'a dyn ConsentView,
     pub partition: &'a PartitionState,
+    /// The input record being decided, when it has a position.
+    pub offset: Option<i64>,
+    /// Set when the view hid this record's earlier decision.
+    earlier: Cell<Option<Seen>>,
+}
+
+impl<'a> GateView<'a> {
+    pub fn new(
+        consent: &'a dyn ConsentView,
+        partition: &'a PartitionState,
+        offset: Option<i64>,
+    ) -> GateView<'a> {
+        GateView {
+            consent,
+            partition,
+            offset,
+            earlier: Cell::new(None),
+        }
+    }
+
+    /// The earlier decision of this same record that the view hid, if any.
+    pub fn earlier(&self) -> Option<Seen> {
+        self.earlier.get()
+    }
 }
 
 impl ConsentView for GateView<'_> {
@@ -201,12 +258,23 @@ impl ConsentView for GateView<'_> {
 
 impl CapView for GateView<'_> {
     fn approved_since(&self, to: &str, subject: &str, since: DateTime<Utc>) -> u32 {
-        self.partition.approved_since(to, subject, since)
+        let n = self.partition.approved_since(to, subject, since);
+        // The policy asks about duplicates first, so `earlier` is known here.
+        match self.earlier.get() {
+            Some(e) if e.outcome == Outcome::Approve && e.first_at >= since => n.saturating_sub(1),
+            _ => n,
+        }
     }
 }
 
 impl DedupView for GateView<'_> {
     fn seen(&self, message_id: &str) -> Option<Seen> {
-        self.partition.seen(message_id)
+        match self.partition.seen.get(message_id) {
+            Some((seen, Some(offset))) if Some(offset) == self.offset => {
+                self.earlier.set(Some(seen));
+                None
+            }
+            other => other.map(|(s, _)| s),
+        }
     }
 }

@@ -157,43 +157,46 @@ impl Stores {
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Decided {
-        self.decide_in(&self.partition(partition), policy, bytes, origin, now)
+        self.decide_in(&self.partition(partition), policy, None, bytes, origin, now)
     }
 
     /// Like [`Stores::decide`], but only for a partition assigned here:
     /// `None` once it was revoked (a worker still holding one of its
     /// records after a drain timeout must not decide it on empty state; its
     /// next owner reads it again).
+    ///
+    /// `offset`: the input record's position in `partition`, so a re-read of
+    /// a record decided before is not its own duplicate ([`GateView`]).
     pub fn decide_assigned(
         &self,
         policy: &Policy,
         partition: i32,
+        offset: i64,
         bytes: &[u8],
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Option<Decided> {
         let shared = read(&self.partitions).get(&partition).cloned()?;
-        Some(self.decide_in(&shared, policy, bytes, origin, now))
+        Some(self.decide_in(&shared, policy, Some(offset), bytes, origin, now))
     }
 
     fn decide_in(
         &self,
         shared: &Shared,
         policy: &Policy,
+        offset: Option<i64>,
         bytes: &[u8],
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Decided {
         let mut state = lock(shared);
         let consent = read(&self.consent);
-        let view = GateView {
-            consent: &*consent,
-            partition: &state,
-        };
+        let view = GateView::new(&*consent, &state, offset);
         let (event, decision) = policy.decide_bytes(bytes, origin, &view, now);
+        let earlier = view.earlier();
         drop(consent);
         let changelog = match &event {
-            Some(e) => state.record(e, &decision, now),
+            Some(e) => state.record(e, &decision, now, offset, earlier),
             None => Vec::new(),
         };
         Decided {
@@ -311,11 +314,11 @@ mod tests {
         stores.assign(3);
         assert!(
             stores
-                .decide_assigned(&policy, 3, EVENT.as_bytes(), Origin::Intake, now)
+                .decide_assigned(&policy, 3, 0, EVENT.as_bytes(), Origin::Intake, now)
                 .is_some()
         );
         stores.revoke(3);
-        let late = stores.decide_assigned(&policy, 3, EVENT.as_bytes(), Origin::Intake, now);
+        let late = stores.decide_assigned(&policy, 3, 0, EVENT.as_bytes(), Origin::Intake, now);
         assert!(late.is_none(), "decided after the revoke");
         assert_eq!(stores.sizes(), (0, 0), "no empty state was created");
     }

@@ -217,3 +217,85 @@ fn caps_hold_when_a_partition_moves_to_another_instance() {
     assert!(b.consumed() >= 1.0, "B decided the 4th text");
     b.sigterm(Duration::from_secs(40));
 }
+
+/// The previous owner of a partition committed on revoke, but its commit
+/// markers are not written yet (or a zombie's transaction is still open):
+/// the changelog's stable end is still before that transaction. A restore
+/// must wait for it instead of deciding on the state before it; here the
+/// open transaction remembers the very message id waiting on the input.
+#[test]
+fn a_restore_waits_for_a_transaction_still_open_on_the_changelog() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let broker = Broker::shared();
+    let topics = Topics::unique(broker, "caps-open-txn");
+    let producer = TestProducer::new(&broker.bootstrap());
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let case = support::events::clean(&topics.group, 0);
+    let input = producer.send_all(&topics.outbound, std::slice::from_ref(&case.record))[0];
+    let id = format!("{}-c0", topics.group);
+
+    let changelog = format!("{}.gate-state", topics.group);
+    broker.create_topics(&[(&changelog, support::gate::OUTBOUND_PARTITIONS)]);
+    let previous: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set(
+            "transactional.id",
+            format!("{}-previous-owner", topics.group),
+        )
+        .create()
+        .expect("transactional producer");
+    previous.init_transactions(Duration::from_secs(30)).unwrap();
+    previous.begin_transaction().unwrap();
+    let value = format!(
+        r#"{{"first_at_ms":{},"outcome":"approve"}}"#,
+        chrono::Utc::now().timestamp_millis()
+    );
+    let key = format!("dedup/{id}");
+    previous
+        .send(
+            BaseRecord::to(&changelog)
+                .partition(input.0)
+                .key(&key)
+                .payload(&value),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    previous.flush(Duration::from_secs(30)).unwrap();
+
+    let mut gate = Gate::start(&GateConfig::new(broker, &topics), "caps-open-txn");
+    std::thread::sleep(Duration::from_secs(8));
+    let ready = gate.get("/readyz").map(|(code, _)| code);
+    eprintln!(
+        "[caps-open-txn] with the transaction open for 8 s: /readyz {ready:?}, {} decided",
+        collector.count()
+    );
+    assert_eq!(
+        collector.count(),
+        0,
+        "decided on the state before an open transaction; log:\n{}",
+        gate.log_tail()
+    );
+    assert_eq!(ready, Some(503), "ready while a restore waits");
+
+    previous
+        .commit_transaction(Duration::from_secs(30))
+        .unwrap();
+    let committed = std::time::Instant::now();
+    gate.wait_ready(Duration::from_secs(60));
+    eprintln!(
+        "[caps-open-txn] ready {:?} after the commit",
+        committed.elapsed()
+    );
+    let decided = support::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        collector.count() >= 1
+    });
+    assert!(decided, "not decided; log:\n{}", gate.log_tail());
+    let codes = collector.outputs()[0].codes();
+    assert!(
+        codes.iter().any(|c| c == "duplicate"),
+        "the open transaction's memory was not restored: {codes:?}"
+    );
+    gate.sigterm(Duration::from_secs(40));
+}

@@ -7,3 +7,4 @@ mod faults;
 mod forwarder;
 mod pipeline_support;
 mod rebalance;
+mod redelivery;

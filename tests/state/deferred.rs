@@ -108,6 +108,30 @@ fn the_commit_point_stays_at_the_oldest_unreleased_record() {
     assert!(entries.iter().any(|e| e.value.is_none()));
 }
 
+/// Under `exactly_once` a hand-back and its deferred offset commit in one
+/// transaction: the offset is computed before the index is told, and must
+/// be what `committable` says after it is.
+#[test]
+fn the_offset_committed_with_a_hand_back_is_the_commit_point_after_it() {
+    let log = night(30);
+    let mut index = index_of(&log);
+    let shanghai = index.due(shanghai_morning())[0];
+    let after = index.committable_after(&shanghai, None);
+    index.complete(&shanghai);
+    assert_eq!(after, index.committable(0));
+    let new_york = index.due(new_york_morning())[0];
+    // A first chunk up to the middle of New York's range, then the rest.
+    let middle = (new_york.first + new_york.last) / 2 + 1;
+    let after = index.committable_after(&new_york, Some(middle));
+    let rest = index.advance(&new_york, middle, 5).expect("a rest");
+    assert_eq!(after, index.committable(0));
+    assert_eq!(after, Some(middle));
+    let after = index.committable_after(&rest, None);
+    index.complete(&rest);
+    assert_eq!(after, index.committable(0));
+    assert_eq!(after, Some(30));
+}
+
 fn restart(committed: i64, changelog: &[ChangelogEntry]) -> DeferredIndex {
     let mut index = DeferredIndex::new(10_000);
     index.assign(0, committed);

@@ -118,7 +118,7 @@ proptest! {
             let outcome = [Outcome::Approve, Outcome::Defer, Outcome::Reject][outcome as usize];
             let id = format!("m-{id}");
             let ev = event(&id, RECIPIENTS[r], SUBJECTS[s], category);
-            log.extend(original.record(&ev, &decision(&id, outcome, now), now));
+            log.extend(original.record(&ev, &decision(&id, outcome, now), now, None, None));
             if i % prune_every == 0 {
                 log.extend(original.prune(now));
             }
@@ -159,7 +159,7 @@ proptest! {
             let id = format!("m-{id}");
             let ev = event(&id, RECIPIENTS[r], SUBJECTS[s], category);
             let d = decision(&id, outcome, now);
-            compact.record(&ev, &d, now);
+            compact.record(&ev, &d, now, None, None);
             reference.record(&ev, &d, now);
         }
         for i in 0..32 {
@@ -192,23 +192,117 @@ fn a_replayed_input_after_restore_is_a_duplicate() {
     let consent = ConsentTable::new();
     let mut before = store();
     let ev = event("m-42", RECIPIENTS[0], SUBJECTS[0], Category::Notification);
-    let view = GateView {
-        consent: &consent,
-        partition: &before,
-    };
+    let view = GateView::new(&consent, &before, None);
     let first = policy.decide(&ev, Origin::Intake, &view, t0());
     assert!(!first.has(ReasonCode::Duplicate));
-    let log = before.record(&ev, &first, t0());
+    let log = before.record(&ev, &first, t0(), None, None);
 
     // kill -9: the input offset was not committed, the changelog was written.
     let after = restore(&log);
-    let view = GateView {
-        consent: &consent,
-        partition: &after,
-    };
+    let view = GateView::new(&consent, &after, None);
     let replay = policy.decide(&ev, Origin::Intake, &view, t0() + Duration::minutes(1));
     assert!(replay.has(ReasonCode::Duplicate));
     assert_eq!(replay.outcome, Outcome::Reject);
+}
+
+/// CONTRACT §7 / issue 23.1: a crash after the changelog record was written
+/// but before the input offset was committed reads the same input record
+/// again. It is decided as the first time (its output may never have been
+/// written); an upstream retry, another record with the same id, is still
+/// a `duplicate`, and a duplicate leaves the memory of the first decision.
+#[test]
+fn a_re_read_of_the_same_input_record_is_decided_again_not_a_duplicate() {
+    let policy = policy();
+    let consent = ConsentTable::new();
+    let mut before = store();
+    let ev = event("m-42", RECIPIENTS[0], SUBJECTS[0], Category::Notification);
+    let first = policy.decide(
+        &ev,
+        Origin::Intake,
+        &GateView::new(&consent, &before, Some(7)),
+        t0(),
+    );
+    assert!(!first.has(ReasonCode::Duplicate));
+    let mut log = before.record(&ev, &first, t0(), Some(7), None);
+
+    // An upstream retry at offset 9 is a duplicate and changes nothing.
+    let view = GateView::new(&consent, &before, Some(9));
+    let retry = policy.decide(&ev, Origin::Intake, &view, t0());
+    assert!(retry.has(ReasonCode::Duplicate));
+    assert!(view.earlier().is_none());
+    let earlier = view.earlier();
+    log.extend(before.record(&ev, &retry, t0(), Some(9), earlier));
+
+    // kill -9: offset 7 was not committed, the changelog was written.
+    let after = restore(&compact(&log));
+    let later = t0() + Duration::minutes(1);
+    let view = GateView::new(&consent, &after, Some(7));
+    let again = policy.decide(&ev, Origin::Intake, &view, later);
+    assert!(!again.has(ReasonCode::Duplicate), "{:?}", again.reasons);
+    assert_eq!(again.outcome, first.outcome);
+    assert_eq!(view.earlier().map(|e| e.outcome), Some(first.outcome));
+    let earlier = view.earlier();
+    let mut after = after;
+    assert!(
+        after
+            .record(&ev, &again, later, Some(7), earlier)
+            .is_empty()
+    );
+    // The retry read again is still a duplicate.
+    let view = GateView::new(&consent, &after, Some(9));
+    assert!(
+        policy
+            .decide(&ev, Origin::Intake, &view, later)
+            .has(ReasonCode::Duplicate)
+    );
+}
+
+/// A re-read of the record whose approval reached the cap does not count
+/// that approval twice, and the next text is still capped.
+#[test]
+fn a_re_read_at_the_cap_counts_its_own_approval_once() {
+    let consent = ConsentTable::new();
+    let mut s = store();
+    let mut log = Vec::new();
+    for i in 0..3 {
+        let now = t0() + Duration::hours(i);
+        let id = format!("m-{i}");
+        let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
+        log.extend(s.record(
+            &ev,
+            &decision(&id, Outcome::Approve, now),
+            now,
+            Some(i),
+            None,
+        ));
+    }
+    let mut after = restore(&compact(&log));
+    let now = t0() + Duration::hours(4);
+    let since = now - Duration::hours(24);
+
+    let view = GateView::new(&consent, &after, Some(2));
+    assert!(
+        view.seen("m-2").is_none(),
+        "its own earlier decision is hidden"
+    );
+    assert_eq!(view.approved_since(RECIPIENTS[0], SUBJECTS[0], since), 2);
+    let earlier = view.earlier();
+    let ev = event("m-2", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
+    let again = after.record(
+        &ev,
+        &decision("m-2", Outcome::Approve, now),
+        now,
+        Some(2),
+        earlier,
+    );
+    assert!(again.is_empty(), "nothing new to remember");
+    assert_eq!(after.approved_since(RECIPIENTS[0], SUBJECTS[0], since), 3);
+
+    // The next record sees all three.
+    let view = GateView::new(&consent, &after, Some(3));
+    assert!(view.seen("m-3").is_none());
+    assert_eq!(view.approved_since(RECIPIENTS[0], SUBJECTS[0], since), 3);
+    assert!(view.earlier().is_none());
 }
 
 #[test]
@@ -219,7 +313,7 @@ fn the_fourth_marketing_in_24h_is_still_capped_after_restore() {
         let now = t0() + Duration::hours(i * 6);
         let id = format!("m-{i}");
         let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
-        log.extend(before.record(&ev, &decision(&id, Outcome::Approve, now), now));
+        log.extend(before.record(&ev, &decision(&id, Outcome::Approve, now), now, None, None));
     }
     // Compaction keeps only the latest cap record: it holds all three times.
     let after = restore(&compact(&log));
@@ -264,6 +358,8 @@ fn only_approved_marketing_counts_against_caps() {
             &event(&id, RECIPIENTS[0], SUBJECTS[0], category),
             &decision(&id, outcome, t0()),
             t0(),
+            None,
+            None,
         );
     }
     assert_eq!(
@@ -280,7 +376,13 @@ fn state_older_than_its_window_is_dropped_and_tombstoned() {
     let mut writer = store();
     let mut log = Vec::new();
     let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
-    log.extend(writer.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0()));
+    log.extend(writer.record(
+        &ev,
+        &decision("m-1", Outcome::Approve, t0()),
+        t0(),
+        None,
+        None,
+    ));
     let mut s = restore(&log);
     assert_eq!((s.dedup_entries(), s.cap_keys()), (1, 1));
     let tombstones = s.prune(t0() + Duration::hours(24) + Duration::seconds(1));
@@ -299,25 +401,25 @@ fn a_deferred_event_is_not_a_duplicate_of_itself_at_release_but_a_second_release
     let consent = ConsentTable::new();
     let ev = event("m-7", RECIPIENTS[0], SUBJECTS[0], Category::Notification);
     let mut s = store();
-    let mut log = s.record(&ev, &decision("m-7", Outcome::Defer, t0()), t0());
+    let mut log = s.record(
+        &ev,
+        &decision("m-7", Outcome::Defer, t0()),
+        t0(),
+        None,
+        None,
+    );
 
     let held = restore(&log);
-    let view = GateView {
-        consent: &consent,
-        partition: &held,
-    };
+    let view = GateView::new(&consent, &held, None);
     let release_at = t0() + Duration::hours(10);
     let released = policy.decide(&ev, Origin::Release, &view, release_at);
     assert!(!released.has(ReasonCode::Duplicate));
-    log.extend(s.record(&ev, &released, release_at));
+    log.extend(s.record(&ev, &released, release_at, None, None));
 
     // After a restart the deferred record is read again: now a duplicate.
     let restarted = restore(&compact(&log));
     assert_eq!(restarted.seen("m-7").map(|x| x.first_at), Some(t0()));
-    let view = GateView {
-        consent: &consent,
-        partition: &restarted,
-    };
+    let view = GateView::new(&consent, &restarted, None);
     let again = policy.decide(
         &ev,
         Origin::Release,
@@ -342,7 +444,13 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
     for (i, to) in RECIPIENTS.iter().enumerate() {
         let id = format!("m-{i}");
         let ev = event(&id, to, SUBJECTS[0], Category::Marketing);
-        entries.extend(writer.record(&ev, &decision(&id, Outcome::Approve, t0()), t0()));
+        entries.extend(writer.record(
+            &ev,
+            &decision(&id, Outcome::Approve, t0()),
+            t0(),
+            None,
+            None,
+        ));
     }
     let batch = writer.seal(&entries, t0());
     assert!(batch.key.starts_with(b"batch/"));
@@ -388,7 +496,13 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
 fn a_prune_deletes_batches_whole_and_single_records_by_key() {
     let mut s = store();
     let ev = event("m-1", RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
-    let entries = s.record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
+    let entries = s.record(
+        &ev,
+        &decision("m-1", Outcome::Approve, t0()),
+        t0(),
+        None,
+        None,
+    );
     let written = s.seal(&entries, t0());
     let later = t0() + Duration::hours(24) + Duration::seconds(1);
     // The batch expires whole: its entries need no tombstones of their own.
@@ -398,12 +512,20 @@ fn a_prune_deletes_batches_whole_and_single_records_by_key() {
 
     // Entries restored from single records (the format before batches)
     // get a tombstone record each, so the compacted topic forgets them.
-    let legacy = store().record(&ev, &decision("m-1", Outcome::Approve, t0()), t0());
+    let legacy = store().record(
+        &ev,
+        &decision("m-1", Outcome::Approve, t0()),
+        t0(),
+        None,
+        None,
+    );
     let mut s = restore(&legacy);
     let entries = s.record(
         &event("m-2", RECIPIENTS[1], SUBJECTS[0], Category::Otp),
         &decision("m-2", Outcome::Approve, t0()),
         t0(),
+        None,
+        None,
     );
     let written = s.seal(&entries, t0());
     let out = s.prune(later);

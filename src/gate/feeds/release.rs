@@ -26,6 +26,16 @@
 //! ACL missing) is retried with a backoff from 1 s doubling to 60 s, with
 //! no restart, and `smsgate_release_overdue_seconds` says how late the
 //! oldest due text is meanwhile.
+//!
+//! Under `exactly_once` each chunk is one transaction: the records handed
+//! back and the deferred offset the index will commit after them
+//! ([`DeferredIndex::committable_after`], with the release group's
+//! metadata), so a crash or a rebalance never hands a chunk back twice
+//! (under `at_least_once` it may, and the duplicate memory rejects the
+//! second copy, as said above). The index is told only once the
+//! transaction committed; an aborted one is retried like a failed
+//! hand-back, and a fenced producer (or one that cannot abort) stops the
+//! releaser and triggers the gate's rebuild.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,11 +125,24 @@ impl ConsumerContext for ReleaseContext {
     }
 }
 
+/// Why a hand-back failed.
+#[derive(Debug, thiserror::Error)]
+enum ReleaseError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The transactional producer is fenced or failed fatally: it must
+    /// never write again.
+    #[error("release producer fenced: {0}")]
+    Fenced(KafkaError),
+}
+
 /// The release loop's clients and index.
 pub struct Releaser {
     consumer: BaseConsumer<ReleaseContext>,
     reader: BaseConsumer,
     producer: BaseProducer,
+    /// `exactly_once`: every chunk is a transaction bounded by this timeout.
+    transactions: Option<Duration>,
     index: Arc<Mutex<DeferredIndex>>,
     deferred: String,
     outbound: String,
@@ -136,10 +159,19 @@ impl Releaser {
                 topic: settings.topics.deferred.clone(),
             })?;
         consumer.subscribe(&[&settings.topics.deferred])?;
+        let producer: BaseProducer = clients::release_producer(settings).create()?;
+        let transactions = settings
+            .delivery
+            .exactly_once()
+            .then(|| Duration::from_millis(settings.delivery.transaction_timeout_ms));
+        if let Some(timeout) = transactions {
+            producer.init_transactions(timeout)?;
+        }
         Ok(Releaser {
             consumer,
             reader: clients::changelog_reader(settings).create()?,
-            producer: clients::release_producer(settings).create()?,
+            producer,
+            transactions,
             index,
             deferred: settings.topics.deferred.clone(),
             outbound: settings.topics.outbound.clone(),
@@ -171,7 +203,10 @@ impl Releaser {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                self.release_due(&shutdown);
+                if self.release_due(&shutdown).is_err() {
+                    fenced.trigger();
+                    return;
+                }
                 self.flow_control();
                 self.commit(CommitMode::Async);
                 let late = self.index().overdue(Utc::now());
@@ -216,21 +251,21 @@ impl Releaser {
     /// retried with backoff (`DeferredIndex::retry`); a range not finished
     /// within [`TICK_BUDGET`] keeps what it handed back and goes on at the
     /// next tick, so the consumer keeps polling and no range waits behind
-    /// one huge one.
-    fn release_due(&self, shutdown: &Shutdown) {
+    /// one huge one. Fails only when the producer is fenced.
+    fn release_due(&self, shutdown: &Shutdown) -> Result<(), ()> {
         let started = Instant::now();
         let due = self.index().due(Utc::now());
         for mut range in due {
             loop {
                 if shutdown.is_triggered() {
                     // Held still: the next owner or a restart releases it.
-                    return;
+                    return Ok(());
                 }
                 if started.elapsed() > TICK_BUDGET {
                     self.index().retry_now(&range, Utc::now());
                     break;
                 }
-                match self.hand_back(&range) {
+                match self.hand_back_chunk(&range) {
                     Ok(HandedBack::All(n)) => {
                         self.index().complete(&range);
                         tracing::info!(
@@ -249,7 +284,11 @@ impl Releaser {
                             None => break,
                         }
                     }
-                    Err(e) => {
+                    Err(ReleaseError::Fenced(e)) => {
+                        tracing::error!(error = %e, "the releaser's producer is fenced; it writes nothing more");
+                        return Err(());
+                    }
+                    Err(ReleaseError::Kafka(e)) => {
                         self.metrics.release_failed();
                         let at = self.index().retry(&range, Utc::now());
                         tracing::warn!(
@@ -264,6 +303,49 @@ impl Releaser {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One chunk of `range` handed back; under `exactly_once` in a
+    /// transaction with the deferred offset it lets the index commit.
+    fn hand_back_chunk(&self, range: &HeldRange) -> Result<HandedBack, ReleaseError> {
+        let Some(timeout) = self.transactions else {
+            return Ok(self.hand_back(range)?);
+        };
+        let fatal = |e: KafkaError| match &e {
+            KafkaError::Transaction(t) if t.is_fatal() => ReleaseError::Fenced(e),
+            _ => ReleaseError::Kafka(e),
+        };
+        self.producer.begin_transaction().map_err(fatal)?;
+        let result = self
+            .hand_back(range)
+            .map_err(ReleaseError::from)
+            .and_then(|handed| {
+                let next = match handed {
+                    HandedBack::All(_) => None,
+                    HandedBack::UpTo { next, .. } => Some(next),
+                };
+                let mut tpl = TopicPartitionList::new();
+                if let Some(o) = self.index().committable_after(range, next) {
+                    tpl.add_partition_offset(&self.deferred, range.partition, Offset::Offset(o))?;
+                }
+                let group = self.consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &group, timeout)
+                    .map_err(fatal)?;
+                self.producer.commit_transaction(timeout).map_err(fatal)?;
+                Ok(handed)
+            });
+        if let Err(e) = &result {
+            if matches!(e, ReleaseError::Fenced(_)) {
+                return result;
+            }
+            // A producer that cannot abort is rebuilt with the gate.
+            if let Err(abort) = self.producer.abort_transaction(timeout) {
+                return Err(ReleaseError::Fenced(abort));
+            }
+        }
+        result
     }
 
     /// Re-reads the range from its first offset and produces the records it

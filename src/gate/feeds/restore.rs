@@ -6,6 +6,15 @@
 //! partitions wait paused, so the consumer keeps polling (and stays in its
 //! group) however long a restore takes; the gate is not ready (`/readyz`
 //! 503) until every assigned partition is restored.
+//!
+//! A restore reads a changelog partition only once no transaction is open
+//! on it (its last stable offset has reached its high watermark). Right
+//! after the previous owner committed on revoke, its commit markers may not
+//! be written yet: the stable end is then still *before* its last
+//! transaction, and a restore to that end missed the caps and duplicates
+//! of that transaction while the input offsets it committed were already
+//! past them (the 4th marketing text approved after a rebalance). A zombie's
+//! open transaction is waited for the same way, until it is aborted.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -115,15 +124,22 @@ pub fn ensure_topic(
 
 /// Reads changelog partitions back into the [`Stores`].
 pub struct ChangelogReader {
+    /// read_committed under `exactly_once`: its end offsets are stable ones.
     consumer: BaseConsumer,
+    /// read_uncommitted, never reads: its end offsets are high watermarks,
+    /// to tell whether a transaction is still open on a partition.
+    watermarks: BaseConsumer,
     topic: String,
     timeout: Duration,
 }
 
 impl ChangelogReader {
     pub fn new(settings: &Settings) -> Result<ChangelogReader, KafkaError> {
+        let mut watermarks = crate::gate::clients::changelog_reader(settings);
+        watermarks.set("isolation.level", "read_uncommitted");
         Ok(ChangelogReader {
             consumer: crate::gate::clients::changelog_reader(settings).create()?,
+            watermarks: watermarks.create()?,
             topic: settings.changelog_topic(),
             timeout: Duration::from_secs(settings.state.restore_timeout_secs),
         })
@@ -131,6 +147,36 @@ impl ChangelogReader {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The low watermark and end offset of changelog partition `p`, once no
+    /// transaction is open on it (see the module notes); fails at `deadline`.
+    fn stable_end(&self, p: i32, deadline: Instant) -> Result<(i64, i64), RestoreError> {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (low, stable) = self
+                .consumer
+                .fetch_watermarks(&self.topic, p, left)
+                .map_err(|e| RestoreError::EndOffset(p, e))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, high) = self
+                .watermarks
+                .fetch_watermarks(&self.topic, p, left)
+                .map_err(|e| RestoreError::EndOffset(p, e))?;
+            if stable >= high {
+                return Ok((low, stable));
+            }
+            if Instant::now() + pause > deadline {
+                return Err(RestoreError::OpenTransaction {
+                    partition: p,
+                    stable,
+                    high,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
 
     /// Reads `partitions` from the beginning of their changelog partitions
@@ -151,11 +197,7 @@ impl ChangelogReader {
         let mut targets: HashMap<i32, i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, *p, left)
-                .map_err(|e| RestoreError::EndOffset(*p, e))?;
+            let (low, high) = self.stable_end(*p, deadline)?;
             if high > low {
                 targets.insert(*p, high);
                 tpl.add_partition_offset(&self.topic, *p, Offset::Beginning)
@@ -235,4 +277,12 @@ pub enum RestoreError {
     Assign(KafkaError),
     #[error("changelog partitions {0:?} not read to their end within {1:?}")]
     TimedOut(Vec<i32>, Duration),
+    #[error(
+        "changelog partition {partition} has a transaction open (stable offset {stable}, end {high}) past the restore timeout"
+    )]
+    OpenTransaction {
+        partition: i32,
+        stable: i64,
+        high: i64,
+    },
 }
