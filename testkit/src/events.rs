@@ -310,6 +310,63 @@ pub fn mix(tag: &str, n: usize) -> Workload {
     }
 }
 
+/// Clean events with marketing to a few (recipient, subject) pairs mixed
+/// in, so that frequency caps are at work throughout a stream: `pairs`
+/// pairs (two subjects, i.e. campaigns, per recipient; each recipient has
+/// an evidenced jinyun-mall opt-in in `consent`), `per_pair` texts each,
+/// spread evenly over `n` inputs so that each pair's texts span the whole
+/// stream (and whatever crashes it). In stream order the first `cap` texts
+/// of a pair are approved and the others rejected `frequency_cap`; that
+/// holds as long as the inputs of one recipient land in stream order
+/// ([`crate::verify::assert_key_order`]).
+pub fn capped_stream(tag: &str, n: usize, pairs: usize, per_pair: usize, cap: usize) -> Workload {
+    let texts = pairs * per_pair;
+    assert!(texts > 0 && texts <= n, "{texts} texts in {n} inputs");
+    let (now, zone) = (Utc::now(), afternoon_zone());
+    // Far from the numbers of clean events (cn_number(i), i < n).
+    let recipient = |pair: usize| cn_number(80_000_000 + pair / 2);
+    let consent_records = (0..pairs)
+        .step_by(2)
+        .map(|pair| {
+            let to = recipient(pair);
+            record(
+                &to,
+                &consent(&to, "opt_in", "marketing", "jinyun-mall", now - days(30)),
+            )
+        })
+        .collect();
+    let every = n / texts;
+    let mut sent = vec![0usize; pairs];
+    let outbound = (0..n)
+        .map(|i| {
+            if i % every != 0 || i / every >= texts {
+                return clean(tag, i);
+            }
+            let pair = (i / every) % pairs;
+            let nth = sent[pair];
+            sent[pair] += 1;
+            let to = recipient(pair);
+            let mut v = marketing(format!("{tag}-m{pair}-{nth}"), &to, true);
+            v["recipient"] = json!({"timezone": zone});
+            // The subject of the cap (CONTRACT §2: campaign_id, else sender).
+            v["campaign_id"] = json!(format!("cmp-{}", pair % 2));
+            if nth < cap {
+                case(&to, v, Expect::Approve, "marketing")
+            } else {
+                let over = Expect::Reject {
+                    code: "frequency_cap",
+                    also: MARKETING_ALSO,
+                };
+                case(&to, v, over, "frequency_cap")
+            }
+        })
+        .collect();
+    Workload {
+        consent: consent_records,
+        outbound,
+    }
+}
+
 impl Case {
     fn event_json(&self) -> Value {
         match &self.event {

@@ -303,6 +303,36 @@ impl Gate {
         self.child.kill9()
     }
 
+    /// SIGSTOP: the process freezes (no heartbeats, no transaction
+    /// commits) without dying, as a zombie of a long GC pause or a frozen
+    /// VM would.
+    pub fn sigstop(&mut self) {
+        self.child.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT: a stopped process runs on from where it was.
+    pub fn sigcont(&mut self) {
+        self.child.signal(libc::SIGCONT);
+    }
+
+    /// The lines of this gate's log (JSON, one event a line) that contain
+    /// `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The sum of metric `name` in this gate's `/metrics` (over its label
+    /// sets), if it answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.get("/metrics")
+            .and_then(|(_, text)| metric_sum(&text, name))
+    }
+
     /// Asks the gate to reload its policy (packs and sender registry).
     pub fn sighup(&mut self) {
         self.child.signal(libc::SIGHUP);

@@ -438,6 +438,38 @@ pub fn try_committed(
         .collect())
 }
 
+/// The last stable offset (LSO) and high watermark of every partition of
+/// `topics` (name, partitions). A transaction left open holds the LSO at its
+/// first record while the high watermark moves on; a read_committed
+/// client's watermark query answers the LSO.
+pub fn stable_offsets(
+    bootstrap: &str,
+    topics: &[(&str, u32)],
+) -> BTreeMap<(String, i32), (i64, i64)> {
+    let client = |isolation: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("watermarks-{}", fastrand::u64(..)))
+            .set("isolation.level", isolation)
+            .create()
+            .expect("create a watermark reader")
+    };
+    let (all, committed) = (client("read_uncommitted"), client("read_committed"));
+    let high = |c: &BaseConsumer, topic: &str, p: i32| {
+        c.fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map(|(_, high)| high)
+            .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"))
+    };
+    topics
+        .iter()
+        .flat_map(|&(topic, n)| (0..n as i32).map(move |p| (topic, p)))
+        .map(|(topic, p)| {
+            let lso = high(&committed, topic, p);
+            ((topic.to_string(), p), (lso, high(&all, topic, p)))
+        })
+        .collect()
+}
+
 /// Waits until `group` has committed at least `ends` on every partition of
 /// `topic`; returns the last committed offsets seen.
 pub fn wait_committed(

@@ -1,7 +1,9 @@
 //! Checks the gate's outputs against the inputs and their expected outcomes
 //! (CONTRACT §6): one decision per input offset, approved bytes and keys
 //! unchanged with the three headers, quarantine records with the right codes
-//! and source. Collects every failure instead of stopping at the first.
+//! and source; approved marketing per (recipient, subject) against the
+//! frequency cap ([`Approvals`]). Collects every failure instead of stopping
+//! at the first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -208,11 +210,16 @@ fn check_one(
         }
         (Route::Quarantine, Expect::Approve) => {
             let codes = out.codes();
-            if delivery == Delivery::AtLeastOnce && codes == ["duplicate"] {
+            if delivery == Delivery::AtLeastOnce && replayed(case, &codes) {
                 v.replayed_as_duplicate += 1;
             } else {
                 fail(v, format!("expected approve, quarantined with {codes:?}"));
             }
+        }
+        (Route::Quarantine, Expect::Reject { .. })
+            if delivery == Delivery::AtLeastOnce && replayed(case, &out.codes()) =>
+        {
+            v.replayed_as_duplicate += 1;
         }
         (Route::Quarantine, Expect::Reject { code, also }) => {
             check_quarantine(case, out, code, also, &mut |m| {
@@ -224,6 +231,22 @@ fn check_one(
             format!("expected {expect:?}, routed to {}", route_name(route)),
         ),
     }
+}
+
+/// A decision made again (at_least_once, after a crash) for an input the
+/// changelog already remembers: `duplicate`, plus at most what the first
+/// decision could carry. A remembered approval of marketing also counts
+/// towards its own cap, so its replay may add `frequency_cap`.
+fn replayed(case: &Case, codes: &[String]) -> bool {
+    let (first, also): (&str, &[&str]) = match &case.expect {
+        Expect::Approve => ("frequency_cap", &[]),
+        Expect::Reject { code, also } => (code, also),
+    };
+    first != "duplicate"
+        && codes.iter().any(|c| c == "duplicate")
+        && codes
+            .iter()
+            .all(|c| c == "duplicate" || c == first || also.contains(&c.as_str()))
 }
 
 fn check_quarantine(
@@ -292,6 +315,102 @@ fn check_quarantine(
             .map_or(Value::Null, |m| Value::String(m.into()));
         if q["message_id"] != want {
             fail(format!("message_id {} (want {want})", q["message_id"]));
+        }
+    }
+}
+
+/// Panics unless the inputs of each key landed in stream order: the
+/// expectations of [`crate::events::capped_stream`] (which texts of a pair
+/// are under the cap) are set in stream order. `positions[i]` is where
+/// `cases[i]` landed.
+pub fn assert_key_order(cases: &[Case], positions: &[Position]) {
+    let mut last: HashMap<&[u8], Position> = HashMap::new();
+    for (case, pos) in cases.iter().zip(positions) {
+        let Some(key) = case.record.key.as_deref() else {
+            continue;
+        };
+        if let Some(before) = last.insert(key, *pos) {
+            assert!(
+                before.0 == pos.0 && before.1 < pos.1,
+                "inputs of key {} out of stream order: {before:?} then {pos:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+}
+
+/// Approved marketing per (recipient, subject), read back from the approved
+/// topic (each record is the input event unchanged): the message ids, one
+/// per approved record, so a message approved twice is listed twice.
+#[derive(Debug, Default)]
+pub struct Approvals(pub BTreeMap<(String, String), Vec<String>>);
+
+impl Approvals {
+    pub fn read(outputs: &[Output]) -> Approvals {
+        let mut a = Approvals::default();
+        for out in outputs.iter().filter(|o| o.route == Route::Approved) {
+            let Ok(event) = serde_json::from_slice::<Value>(&out.value) else {
+                continue;
+            };
+            if event["category"] != "marketing" {
+                continue;
+            }
+            // The cap's subject (CONTRACT §2): subject, else campaign_id, else sender.
+            let subject = ["subject", "campaign_id", "sender"]
+                .iter()
+                .find_map(|f| event[*f].as_str())
+                .unwrap_or_default();
+            let to = event["to"].as_str().unwrap_or_default();
+            a.0.entry((to.to_string(), subject.to_string()))
+                .or_default()
+                .push(event["message_id"].as_str().unwrap_or_default().to_string());
+        }
+        a
+    }
+
+    /// Approved records of the most approved pair.
+    pub fn max(&self) -> usize {
+        self.0.values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Approved records of the least approved pair.
+    pub fn min(&self) -> usize {
+        self.0.values().map(Vec::len).min().unwrap_or(0)
+    }
+
+    /// Distinct approved messages of the pair with the most.
+    pub fn max_distinct(&self) -> usize {
+        self.0
+            .values()
+            .map(|ids| ids.iter().collect::<std::collections::BTreeSet<_>>().len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn print(&self, label: &str) {
+        eprintln!(
+            "[{label}] marketing approvals for {} (recipient, subject) pairs: max {} per pair (distinct messages {}), min {}",
+            self.0.len(),
+            self.max(),
+            self.max_distinct(),
+            self.min()
+        );
+    }
+
+    /// Panics unless there are `pairs` pairs, each with exactly `cap`
+    /// approvals: approved records under `exactly_once`; distinct messages
+    /// under `at_least_once`, where a replay may approve one message again
+    /// (never another one over the cap).
+    pub fn assert_capped(&self, pairs: usize, cap: usize, delivery: Delivery) {
+        assert_eq!(self.0.len(), pairs, "pairs with approved marketing");
+        for (pair, ids) in &self.0 {
+            let n = match delivery {
+                Delivery::ExactlyOnce => ids.len(),
+                Delivery::AtLeastOnce => {
+                    ids.iter().collect::<std::collections::BTreeSet<_>>().len()
+                }
+            };
+            assert_eq!(n, cap, "{pair:?}: approvals {ids:?} (cap {cap})");
         }
     }
 }
