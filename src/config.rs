@@ -178,6 +178,10 @@ pub struct StateSettings {
     /// Consume `topics.inbound` and forward opt-out replies to
     /// `topics.consent` (one forwarder per instance, in its own group).
     pub forward_replies: bool,
+    /// Most message ids one input partition's duplicate memory holds
+    /// (about 65 bytes each); past it the oldest are forgotten before their
+    /// window (`smsgate_dedup_evicted_total`, a WARN line).
+    pub max_dedup_entries: usize,
 }
 
 impl Default for StateSettings {
@@ -185,6 +189,7 @@ impl Default for StateSettings {
         StateSettings {
             restore_timeout_secs: 120,
             forward_replies: true,
+            max_dedup_entries: 2_000_000,
         }
     }
 }
@@ -298,6 +303,9 @@ impl Settings {
         }
         if self.pipeline.commit_interval_ms == 0 {
             return bad("pipeline.commit_interval_ms must be at least 1");
+        }
+        if self.state.max_dedup_entries < 1000 {
+            return bad("state.max_dedup_entries must be at least 1000");
         }
         if self.state.restore_timeout_secs == 0 {
             return bad("state.restore_timeout_secs must be at least 1");

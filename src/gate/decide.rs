@@ -50,6 +50,12 @@ pub const BATCH: usize = 64;
 /// ~10 ms at p99 in the benchmark); two keep the worker busy.
 pub const QUEUE_BATCHES: usize = 2;
 
+/// A batch record's entries stay under this many bytes: librdkafka refuses a
+/// record over `message.max.bytes` (1 MB by default), and a refused one
+/// would be retried forever; 64 decisions take a few kilobytes unless their
+/// message ids are huge.
+pub const BATCH_RECORD_BYTES: usize = 256 * 1024;
+
 /// One claimed input record, owned so it can cross to a worker thread.
 pub(crate) struct Job {
     pub partition: i32,
@@ -93,24 +99,23 @@ impl Handler {
         // `exactly_once`: the whole batch (outputs and changelog) goes into
         // the open transaction; a commit waits for the batch to end.
         let _transaction = self.dispatcher.transactions().map(|t| t.batch());
-        // (input partition, entries, the inputs they belong to)
-        let mut open: Vec<(i32, Vec<ChangelogEntry>, Vec<Pending>)> = Vec::new();
+        let mut open: Vec<Gathered<Pending>> = Vec::new();
         let policy = self.policy.current();
         let mut current = CurrentCache::default();
         for job in batch {
             let Some((entries, input)) = self.handle(&policy, &mut current, job) else {
                 continue;
             };
-            match open.iter_mut().find(|(p, _, _)| *p == job.partition) {
-                Some((_, e, inputs)) => {
-                    e.extend(entries);
-                    inputs.push(input);
-                }
-                None => open.push((job.partition, entries, vec![input])),
-            }
+            gather(&mut open, job.partition, entries, input);
         }
         let now = Utc::now();
-        for (partition, entries, inputs) in open {
+        for Gathered {
+            partition,
+            entries,
+            inputs,
+            ..
+        } in open
+        {
             let record = self.state.seal(partition, &entries, now);
             self.dispatcher.send_changelog(
                 &self.changelog,
@@ -176,6 +181,37 @@ impl Handler {
         outstanding
             .is_some()
             .then(|| (decided.changelog, pending()))
+    }
+}
+
+/// The changelog entries of one batch record and the inputs they belong to.
+struct Gathered<T> {
+    partition: i32,
+    entries: Vec<ChangelogEntry>,
+    inputs: Vec<T>,
+    bytes: usize,
+}
+
+/// Adds one input's entries to the last batch record of its partition, or
+/// starts another when that one would pass [`BATCH_RECORD_BYTES`] (an
+/// input's entries always stay together, in order).
+fn gather<T>(open: &mut Vec<Gathered<T>>, partition: i32, entries: Vec<ChangelogEntry>, input: T) {
+    let bytes: usize = entries
+        .iter()
+        .map(|e| e.key.len() + e.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    match open.iter_mut().rev().find(|g| g.partition == partition) {
+        Some(g) if g.bytes + bytes <= BATCH_RECORD_BYTES || g.entries.is_empty() => {
+            g.entries.extend(entries);
+            g.inputs.push(input);
+            g.bytes += bytes;
+        }
+        _ => open.push(Gathered {
+            partition,
+            entries,
+            inputs: vec![input],
+            bytes,
+        }),
     }
 }
 
@@ -369,6 +405,45 @@ fn log_decision(decision: &Decision, event: Option<&OutboundSms>, source: &Sourc
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn entry(id: &str, value_bytes: usize) -> ChangelogEntry {
+        ChangelogEntry {
+            key: format!("dedup/{id}").into_bytes(),
+            value: Some(vec![b'x'; value_bytes]),
+        }
+    }
+
+    /// Issue 23.7: a worker batch's changelog entries are split into batch
+    /// records under the byte bound, per partition, inputs kept whole.
+    #[test]
+    fn batch_records_stay_under_the_byte_bound() {
+        let mut open = Vec::new();
+        let big = BATCH_RECORD_BYTES / 3;
+        for i in 0..7 {
+            gather(&mut open, 1, vec![entry(&format!("m{i}"), big)], i);
+            gather(&mut open, 2, vec![entry(&format!("n{i}"), 10)], 100 + i);
+        }
+        let records: Vec<(i32, Vec<i32>)> = open
+            .iter()
+            .map(|g| (g.partition, g.inputs.clone()))
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                (1, vec![0, 1]),
+                (2, (100..107).collect()),
+                (1, vec![2, 3]),
+                (1, vec![4, 5]),
+                (1, vec![6]),
+            ]
+        );
+        assert!(open.iter().all(|g| g.bytes <= BATCH_RECORD_BYTES));
+        // One input bigger than the bound still gets its record.
+        let mut open = Vec::new();
+        gather(&mut open, 0, vec![entry("huge", BATCH_RECORD_BYTES * 2)], 0);
+        gather(&mut open, 0, vec![entry("next", 10)], 1);
+        assert_eq!(open.len(), 2);
+    }
 
     fn flight() -> Flight {
         Flight::new(Arc::new(Metrics::new()), Duration::from_millis(10))

@@ -221,5 +221,6 @@ impl Intake<'_> {
         });
         let (dedup, caps) = self.state.sizes();
         ctx.metrics.state_entries(dedup, caps);
+        ctx.metrics.dedup_evicted(self.state.take_evicted());
     }
 }

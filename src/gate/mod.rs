@@ -213,7 +213,8 @@ impl Gate {
     pub fn new(settings: Settings, policy: Policy) -> Gate {
         let metrics = Arc::new(Metrics::new());
         metrics.policy_loaded(policy.version());
-        let state = Arc::new(Stores::for_policy(&policy));
+        let state =
+            Arc::new(Stores::for_policy(&policy).with_max_dedup(settings.state.max_dedup_entries));
         Gate {
             settings,
             policy: Arc::new(LivePolicy::new(policy)),
@@ -228,7 +229,9 @@ impl Gate {
     /// the changelog as at start), the running policy and metrics kept.
     fn rebuilt(settings: Settings, policy: Arc<LivePolicy>, metrics: Arc<Metrics>) -> Gate {
         metrics.restarting();
-        let state = Arc::new(Stores::for_policy(&policy.current()));
+        let state = Arc::new(
+            Stores::for_policy(&policy.current()).with_max_dedup(settings.state.max_dedup_entries),
+        );
         Gate {
             settings,
             policy,

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::contract::decision::{Decision, Reason, ReasonCode};
-use crate::contract::event::{Malformed, OutboundSms};
+use crate::contract::event::{Category, Malformed, OutboundSms};
 pub use pack::{Pack, Rule};
 pub use registry::{Registry, Sender};
 use sender::SenderProfile;
@@ -302,6 +302,23 @@ impl Policy {
     /// cap window of any pack).
     pub fn cap_window(&self) -> chrono::Duration {
         self.cap_window
+    }
+
+    /// How many approval times of one (recipient, subject) the caps of
+    /// `to`'s pack need for `category`: the largest `max` of its enabled
+    /// frequency-cap rules; `None` when none applies (nothing to remember).
+    /// Keeping only the latest `max` approvals answers `count >= max`
+    /// exactly, and bounds each pair's memory and changelog entry.
+    pub fn cap_retention(&self, to: &str, category: Category) -> Option<u32> {
+        self.pack_for(to)
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(category))
+            .filter_map(|r| match r.kind {
+                rules::Kind::FrequencyCap { max, .. } => Some(max),
+                _ => None,
+            })
+            .max()
     }
 
     /// The decision for input that is not a valid event.

@@ -63,13 +63,15 @@ impl CapMemory {
             .unwrap_or(0)
     }
 
-    /// Counts an approval at `now`, forgets those before `horizon`, and
-    /// returns the changelog entry of what the pair now holds.
+    /// Counts an approval at `now`, forgets those before `horizon` and all
+    /// but the latest `keep` (what the cap rule can count), and returns the
+    /// changelog entry of what the pair now holds.
     pub fn approve(
         &mut self,
         key: CapKey,
         now: DateTime<Utc>,
         horizon: DateTime<Utc>,
+        keep: usize,
     ) -> ChangelogEntry {
         let horizon_ms = horizon.timestamp_millis();
         let now_ms = now.timestamp_millis();
@@ -80,6 +82,8 @@ impl CapMemory {
         // Clocks only move forward here, but keep the order if one did not.
         let at = times.partition_point(|t| *t <= now_ms);
         times.insert(at, now_ms);
+        let surplus = times.len().saturating_sub(keep.max(1));
+        times.drain(..surplus);
         let entry = changelog::cap_entry(&key, &times);
         if let Some(a) = Approvals::from_sorted(times) {
             self.pairs.insert(key, a);

@@ -192,7 +192,26 @@ impl DedupMemory {
     /// Forgets ids first decided at or before `horizon`, pushing the
     /// tombstones of the single records among them.
     pub fn prune(&mut self, horizon: DateTime<Utc>, tombstones: &mut Vec<ChangelogEntry>) {
-        let horizon_ms = horizon.timestamp_millis().max(0) as u64;
+        self.prune_ms(horizon.timestamp_millis().max(0) as u64, tombstones);
+    }
+
+    /// Forgets the oldest ids (by first decision) until at most `keep` are
+    /// left; returns how many were forgotten. One pass to find the cut-off
+    /// time, one to drop; ids decided in the same millisecond as the cut-off
+    /// go together, so a little more than asked may go.
+    pub fn evict_oldest(&mut self, keep: usize, tombstones: &mut Vec<ChangelogEntry>) -> usize {
+        let before = self.ids.len();
+        if before <= keep {
+            return 0;
+        }
+        let mut times: Vec<u64> = self.ids.values().map(|s| s.packed.first_ms()).collect();
+        let (_, cut, _) = times.select_nth_unstable(before - keep - 1);
+        let cut = *cut;
+        self.prune_ms(cut, tombstones);
+        before - self.ids.len()
+    }
+
+    fn prune_ms(&mut self, horizon_ms: u64, tombstones: &mut Vec<ChangelogEntry>) {
         let singles = &mut self.single_records;
         self.ids.retain(|id, s| {
             let keep = s.packed.first_ms() > horizon_ms;

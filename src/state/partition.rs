@@ -48,6 +48,11 @@ pub struct PartitionState {
     /// Makes batch keys unique (a restarted or second writer never reuses
     /// one, so compaction never merges two batches).
     nonce: u64,
+    /// Most message ids remembered (`state.max_dedup_entries`): past it the
+    /// oldest are forgotten before their window, so memory stays bounded.
+    max_dedup: usize,
+    /// Ids forgotten that way since the last [`PartitionState::take_evicted`].
+    evicted: u64,
 }
 
 impl PartitionState {
@@ -59,6 +64,31 @@ impl PartitionState {
             caps: CapMemory::default(),
             batches: VecDeque::new(),
             nonce: fastrand::u64(..),
+            max_dedup: usize::MAX,
+            evicted: 0,
+        }
+    }
+
+    /// Bounds the duplicate memory to `max` ids (see `max_dedup`).
+    pub fn with_max_dedup(mut self, max: usize) -> PartitionState {
+        self.max_dedup = max.max(1);
+        self
+    }
+
+    /// Ids forgotten before their window because the memory was full,
+    /// since the last call (`smsgate_dedup_evicted_total`).
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Past the bound by a tenth, forgets the oldest ids down to nine
+    /// tenths of it: one O(n) pass per n/5 new ids.
+    fn bound_dedup(&mut self, tombstones: &mut Vec<ChangelogEntry>, force: bool) {
+        let max = self.max_dedup;
+        let over = self.seen.len() > max.saturating_add(max / 10);
+        if over || (force && self.seen.len() > max) {
+            let keep = max - max / 10;
+            self.evicted += self.seen.evict_oldest(keep, tombstones) as u64;
         }
     }
 
@@ -70,7 +100,9 @@ impl PartitionState {
     /// A duplicate changes nothing: the memory stays the first decision's,
     /// so a re-read of that first record is still known as such. A re-read
     /// decided as before changes nothing either (its approval already
-    /// counts against the cap).
+    /// counts against the cap). `cap_retention`: how many approvals of the
+    /// pair the recipient's cap rules count ([`crate::policy::Policy::cap_retention`];
+    /// `None`: no cap rule, no cap entry).
     pub fn record(
         &mut self,
         event: &OutboundSms,
@@ -78,6 +110,7 @@ impl PartitionState {
         now: DateTime<Utc>,
         offset: Option<i64>,
         earlier: Option<Seen>,
+        cap_retention: Option<u32>,
     ) -> Vec<ChangelogEntry> {
         let duplicate = decision
             .reasons
@@ -95,11 +128,16 @@ impl PartitionState {
             offset,
         );
         out.push(changelog::dedup_entry(&event.message_id, &seen, offset));
+        self.bound_dedup(&mut out, false);
         let counted = earlier.is_some_and(|e| e.outcome == Outcome::Approve);
-        if decision.outcome == Outcome::Approve && event.category == Category::Marketing && !counted
+        if let Some(keep) = cap_retention
+            && decision.outcome == Outcome::Approve
+            && event.category == Category::Marketing
+            && !counted
         {
             let key = CapKey::new(&event.to, event.subject_key());
-            out.push(self.caps.approve(key, now, now - self.cap_window));
+            let horizon = now - self.cap_window;
+            out.push(self.caps.approve(key, now, horizon, keep as usize));
         }
         out
     }
@@ -163,6 +201,7 @@ impl PartitionState {
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
         let mut out = Vec::new();
         self.seen.prune(now - self.dedup_window, &mut out);
+        self.bound_dedup(&mut out, true);
         self.caps.prune(now - self.cap_window, &mut out);
         // A batch written at W holds nothing live after W + the longer window.
         let horizon = now - self.dedup_window.max(self.cap_window);

@@ -46,6 +46,8 @@ pub struct Stores {
     partitions: RwLock<HashMap<i32, Shared, FastHash>>,
     dedup_window: Duration,
     cap_window: Duration,
+    /// `state.max_dedup_entries`: each partition's duplicate memory bound.
+    max_dedup: usize,
 }
 
 // A panic elsewhere cannot leave a store half-updated in a way that matters
@@ -69,7 +71,14 @@ impl Stores {
             partitions: RwLock::new(HashMap::default()),
             dedup_window,
             cap_window,
+            max_dedup: usize::MAX,
         }
+    }
+
+    /// Bounds every partition's duplicate memory to `max` message ids.
+    pub fn with_max_dedup(mut self, max: usize) -> Stores {
+        self.max_dedup = max;
+        self
     }
 
     /// Windows taken from the policy.
@@ -95,10 +104,7 @@ impl Stores {
     }
 
     fn fresh(&self) -> Shared {
-        Arc::new(Mutex::new(PartitionState::new(
-            self.dedup_window,
-            self.cap_window,
-        )))
+        Arc::new(Mutex::new(self.empty_partition()))
     }
 
     /// An input partition was assigned: start it empty, then `restore` its
@@ -111,7 +117,7 @@ impl Stores {
     /// An empty partition state to restore into off the shared map, then
     /// [`Stores::install`] (a restore running beside the consumer thread).
     pub fn empty_partition(&self) -> PartitionState {
-        PartitionState::new(self.dedup_window, self.cap_window)
+        PartitionState::new(self.dedup_window, self.cap_window).with_max_dedup(self.max_dedup)
     }
 
     /// Puts a restored partition state in place of the one `assign` made.
@@ -196,7 +202,10 @@ impl Stores {
         let earlier = view.earlier();
         drop(consent);
         let changelog = match &event {
-            Some(e) => state.record(e, &decision, now, offset, earlier),
+            Some(e) => {
+                let keep = policy.cap_retention(&e.to, e.category);
+                state.record(e, &decision, now, offset, earlier, keep)
+            }
             None => Vec::new(),
         };
         Decided {
@@ -238,6 +247,15 @@ impl Stores {
                 emit(p, record);
             }
         }
+    }
+
+    /// Message ids forgotten before their window because a partition's
+    /// memory was full, since the last call (a counter's increment).
+    pub fn take_evicted(&self) -> u64 {
+        read(&self.partitions)
+            .values()
+            .map(|s| lock(s).take_evicted())
+            .sum()
     }
 
     /// Remembered message ids and cap keys over all partitions (gauges).

@@ -253,6 +253,17 @@ impl Gate {
         self.child.pid()
     }
 
+    /// Lines of this gate's log that hold a full phone number: a `+` and 8
+    /// or more digits in a row (a masked one, `+86138****5678`, has 5).
+    pub fn unmasked_numbers(&self) -> Vec<String> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| has_full_number(l))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The last lines of this gate's log.
     pub fn log_tail(&self) -> String {
         process::tail(&self.log, 30)
@@ -355,6 +366,33 @@ impl Gate {
     }
 }
 
+/// Issue 23.9: never a full phone number in a log line. Every gate of the
+/// end-to-end tests has its whole log scanned when it is dropped; a test
+/// that passed otherwise fails here.
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let found = self.unmasked_numbers();
+        assert!(
+            found.is_empty(),
+            "gate {} logged {} line(s) with a full phone number, e.g.:\n{}",
+            self.name,
+            found.len(),
+            found.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+/// True when `line` holds `+` followed by 8 or more digits.
+pub fn has_full_number(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.iter().enumerate().any(|(i, c)| {
+        *c == b'+' && b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count() >= 8
+    })
+}
+
 /// A minimal GET over a std TcpStream: (status, body). HTTP/1.0, so that
 /// no server (the gate, Prometheus) answers with a chunked body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -388,4 +426,19 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_full_number;
+
+    #[test]
+    fn full_numbers_are_found_and_masked_ones_are_not() {
+        assert!(has_full_number(r#"{"to":"+8613812345678"}"#));
+        assert!(has_full_number("invalid value: string \"+12125551234\""));
+        assert!(!has_full_number(r#"{"to":"+86138****5678"}"#));
+        assert!(!has_full_number(
+            "2026-12-06T03:00:00+08:00 offset +1234567"
+        ));
+    }
 }

@@ -9,8 +9,9 @@
 //! - `exactly_once` (the default): every input decided exactly once, the
 //!   first 3 texts of each pair approved and the others `frequency_cap`;
 //! - `at_least_once`: every input at least once, every clean input approved
-//!   at least once, no pair over its cap in distinct messages; the
-//!   duplicates (decisions made again after a crash) are printed.
+//!   at least once, no pair over its cap in distinct messages, and no
+//!   re-read input quarantined as its own `duplicate`; the repeats
+//!   (decisions made again after a crash) are printed.
 
 use smsgate_testkit as support;
 
@@ -144,6 +145,13 @@ fn kill_9_mid_stream(guarantee: &str, delivery: Delivery) {
         gate.log_tail()
     );
     verdict.assert_ok();
+    // Issue 23.1: a re-read input is decided as the first time, never
+    // quarantined as its own `duplicate` (the changelog remembers which
+    // input record each decision was for).
+    assert_eq!(
+        verdict.replayed_as_duplicate, 0,
+        "re-read inputs quarantined as their own duplicates"
+    );
     approvals.assert_capped(PAIRS, CAP, delivery);
 
     topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));

@@ -19,6 +19,9 @@ use smsgate::state::{ConsentTable, GateView, MemoryState, PartitionState};
 const RECIPIENTS: [&str; 3] = ["+8613812345678", "+8613900000000", "+12125551234"];
 const SUBJECTS: [&str; 2] = ["sme-loan", "spring-sale"];
 
+/// Cap retention that keeps every approval (the reference store does).
+const KEEP_ALL: Option<u32> = Some(u32::MAX);
+
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap()
 }
@@ -118,7 +121,7 @@ proptest! {
             let outcome = [Outcome::Approve, Outcome::Defer, Outcome::Reject][outcome as usize];
             let id = format!("m-{id}");
             let ev = event(&id, RECIPIENTS[r], SUBJECTS[s], category);
-            log.extend(original.record(&ev, &decision(&id, outcome, now), now, None, None));
+            log.extend(original.record(&ev, &decision(&id, outcome, now), now, None, None, KEEP_ALL));
             if i % prune_every == 0 {
                 log.extend(original.prune(now));
             }
@@ -159,7 +162,7 @@ proptest! {
             let id = format!("m-{id}");
             let ev = event(&id, RECIPIENTS[r], SUBJECTS[s], category);
             let d = decision(&id, outcome, now);
-            compact.record(&ev, &d, now, None, None);
+            compact.record(&ev, &d, now, None, None, KEEP_ALL);
             reference.record(&ev, &d, now);
         }
         for i in 0..32 {
@@ -195,7 +198,7 @@ fn a_replayed_input_after_restore_is_a_duplicate() {
     let view = GateView::new(&consent, &before, None);
     let first = policy.decide(&ev, Origin::Intake, &view, t0());
     assert!(!first.has(ReasonCode::Duplicate));
-    let log = before.record(&ev, &first, t0(), None, None);
+    let log = before.record(&ev, &first, t0(), None, None, KEEP_ALL);
 
     // kill -9: the input offset was not committed, the changelog was written.
     let after = restore(&log);
@@ -223,7 +226,7 @@ fn a_re_read_of_the_same_input_record_is_decided_again_not_a_duplicate() {
         t0(),
     );
     assert!(!first.has(ReasonCode::Duplicate));
-    let mut log = before.record(&ev, &first, t0(), Some(7), None);
+    let mut log = before.record(&ev, &first, t0(), Some(7), None, KEEP_ALL);
 
     // An upstream retry at offset 9 is a duplicate and changes nothing.
     let view = GateView::new(&consent, &before, Some(9));
@@ -231,7 +234,7 @@ fn a_re_read_of_the_same_input_record_is_decided_again_not_a_duplicate() {
     assert!(retry.has(ReasonCode::Duplicate));
     assert!(view.earlier().is_none());
     let earlier = view.earlier();
-    log.extend(before.record(&ev, &retry, t0(), Some(9), earlier));
+    log.extend(before.record(&ev, &retry, t0(), Some(9), earlier, KEEP_ALL));
 
     // kill -9: offset 7 was not committed, the changelog was written.
     let after = restore(&compact(&log));
@@ -245,7 +248,7 @@ fn a_re_read_of_the_same_input_record_is_decided_again_not_a_duplicate() {
     let mut after = after;
     assert!(
         after
-            .record(&ev, &again, later, Some(7), earlier)
+            .record(&ev, &again, later, Some(7), earlier, KEEP_ALL)
             .is_empty()
     );
     // The retry read again is still a duplicate.
@@ -274,6 +277,7 @@ fn a_re_read_at_the_cap_counts_its_own_approval_once() {
             now,
             Some(i),
             None,
+            KEEP_ALL,
         ));
     }
     let mut after = restore(&compact(&log));
@@ -294,6 +298,7 @@ fn a_re_read_at_the_cap_counts_its_own_approval_once() {
         now,
         Some(2),
         earlier,
+        KEEP_ALL,
     );
     assert!(again.is_empty(), "nothing new to remember");
     assert_eq!(after.approved_since(RECIPIENTS[0], SUBJECTS[0], since), 3);
@@ -313,7 +318,14 @@ fn the_fourth_marketing_in_24h_is_still_capped_after_restore() {
         let now = t0() + Duration::hours(i * 6);
         let id = format!("m-{i}");
         let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
-        log.extend(before.record(&ev, &decision(&id, Outcome::Approve, now), now, None, None));
+        log.extend(before.record(
+            &ev,
+            &decision(&id, Outcome::Approve, now),
+            now,
+            None,
+            None,
+            KEEP_ALL,
+        ));
     }
     // Compaction keeps only the latest cap record: it holds all three times.
     let after = restore(&compact(&log));
@@ -360,6 +372,7 @@ fn only_approved_marketing_counts_against_caps() {
             t0(),
             None,
             None,
+            KEEP_ALL,
         );
     }
     assert_eq!(
@@ -382,6 +395,7 @@ fn state_older_than_its_window_is_dropped_and_tombstoned() {
         t0(),
         None,
         None,
+        KEEP_ALL,
     ));
     let mut s = restore(&log);
     assert_eq!((s.dedup_entries(), s.cap_keys()), (1, 1));
@@ -407,6 +421,7 @@ fn a_deferred_event_is_not_a_duplicate_of_itself_at_release_but_a_second_release
         t0(),
         None,
         None,
+        KEEP_ALL,
     );
 
     let held = restore(&log);
@@ -414,7 +429,7 @@ fn a_deferred_event_is_not_a_duplicate_of_itself_at_release_but_a_second_release
     let release_at = t0() + Duration::hours(10);
     let released = policy.decide(&ev, Origin::Release, &view, release_at);
     assert!(!released.has(ReasonCode::Duplicate));
-    log.extend(s.record(&ev, &released, release_at, None, None));
+    log.extend(s.record(&ev, &released, release_at, None, None, KEEP_ALL));
 
     // After a restart the deferred record is read again: now a duplicate.
     let restarted = restore(&compact(&log));
@@ -450,6 +465,7 @@ fn a_batch_record_restores_like_its_entries_and_is_deleted_after_the_windows() {
             t0(),
             None,
             None,
+            KEEP_ALL,
         ));
     }
     let batch = writer.seal(&entries, t0());
@@ -502,6 +518,7 @@ fn a_prune_deletes_batches_whole_and_single_records_by_key() {
         t0(),
         None,
         None,
+        KEEP_ALL,
     );
     let written = s.seal(&entries, t0());
     let later = t0() + Duration::hours(24) + Duration::seconds(1);
@@ -518,6 +535,7 @@ fn a_prune_deletes_batches_whole_and_single_records_by_key() {
         t0(),
         None,
         None,
+        KEEP_ALL,
     );
     let mut s = restore(&legacy);
     let entries = s.record(
@@ -526,6 +544,7 @@ fn a_prune_deletes_batches_whole_and_single_records_by_key() {
         t0(),
         None,
         None,
+        KEEP_ALL,
     );
     let written = s.seal(&entries, t0());
     let out = s.prune(later);
@@ -543,4 +562,107 @@ fn tombstone(key: &[u8]) -> ChangelogEntry {
         key: key.to_vec(),
         value: None,
     }
+}
+
+/// Issue 23.7: a pair's memory holds only what its cap rule can count (the
+/// latest `max` approvals), and nothing when the recipient's pack has no
+/// cap rule, so no pair's changelog entry grows with its traffic.
+#[test]
+fn cap_memory_keeps_only_what_the_cap_rule_counts() {
+    let mut s = store();
+    let since = t0() - Duration::hours(24);
+    let mut last = Vec::new();
+    for i in 0..1000 {
+        let now = t0() + Duration::seconds(i);
+        let id = format!("m-{i}");
+        let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Marketing);
+        last = s.record(
+            &ev,
+            &decision(&id, Outcome::Approve, now),
+            now,
+            None,
+            None,
+            Some(3),
+        );
+    }
+    let cap = last.iter().find(|e| e.key.starts_with(b"cap/")).unwrap();
+    let value = String::from_utf8(cap.value.clone().unwrap()).unwrap();
+    assert_eq!(value.matches(',').count(), 2, "three times kept: {value}");
+    assert_eq!(s.approved_since(RECIPIENTS[0], SUBJECTS[0], since), 3);
+    // Restored from that entry, the cap still answers "3 reached".
+    let restored = restore(&last);
+    assert_eq!(
+        restored.approved_since(RECIPIENTS[0], SUBJECTS[0], since),
+        3
+    );
+
+    // No cap rule for the recipient: duplicates only.
+    let mut s = store();
+    let ev = event("m-x", RECIPIENTS[1], SUBJECTS[0], Category::Marketing);
+    let entries = s.record(
+        &ev,
+        &decision("m-x", Outcome::Approve, t0()),
+        t0(),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].key.starts_with(b"dedup/"));
+    assert_eq!(s.cap_keys(), 0);
+}
+
+#[test]
+fn the_shipped_packs_say_how_many_approvals_a_pair_needs() {
+    let policy = policy();
+    assert_eq!(
+        policy.cap_retention("+8613812345678", Category::Marketing),
+        Some(3)
+    );
+    assert_eq!(
+        policy.cap_retention("+12125551234", Category::Marketing),
+        Some(3)
+    );
+    assert_eq!(
+        policy.cap_retention("+8613812345678", Category::Notification),
+        None
+    );
+    assert_eq!(
+        policy.cap_retention("+447700900123", Category::Marketing),
+        None
+    );
+}
+
+/// Issue 23.7: `state.max_dedup_entries` bounds the duplicate memory; past
+/// it (by a tenth) the oldest ids are forgotten down to nine tenths, and
+/// every forgotten id is counted for `smsgate_dedup_evicted_total`.
+#[test]
+fn the_duplicate_memory_forgets_its_oldest_ids_at_its_bound() {
+    let mut s = store().with_max_dedup(1000);
+    let mut peak = 0;
+    for i in 0..5000 {
+        let now = t0() + Duration::milliseconds(i);
+        let id = format!("m-{i}");
+        let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Notification);
+        s.record(
+            &ev,
+            &decision(&id, Outcome::Approve, now),
+            now,
+            None,
+            None,
+            None,
+        );
+        peak = peak.max(s.dedup_entries());
+    }
+    assert!(peak <= 1100, "peak {peak}");
+    let left = s.dedup_entries();
+    assert!((900..=1100).contains(&left), "{left}");
+    assert_eq!(s.take_evicted(), 5000 - left as u64);
+    assert_eq!(s.take_evicted(), 0, "taken once");
+    // The newest are kept, the oldest forgotten.
+    assert!(s.seen("m-4999").is_some());
+    assert!(s.seen("m-0").is_none());
+    // The periodic prune brings it back under the bound itself.
+    let _ = s.prune(t0() + Duration::seconds(10));
+    assert!(s.dedup_entries() <= 1000);
 }

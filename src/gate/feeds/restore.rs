@@ -153,6 +153,8 @@ impl ChangelogReader {
     /// transaction is open on it (see the module notes); fails at `deadline`.
     fn stable_end(&self, p: i32, deadline: Instant) -> Result<(i64, i64), RestoreError> {
         let mut pause = Duration::from_millis(10);
+        let mut logged = false;
+        let waiting = Instant::now();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let (low, stable) = self
@@ -166,6 +168,17 @@ impl ChangelogReader {
                 .map_err(|e| RestoreError::EndOffset(p, e))?;
             if stable >= high {
                 return Ok((low, stable));
+            }
+            // Commit markers land within milliseconds; say so only when
+            // the wait is a real one (a zombie's transaction).
+            if !logged && waiting.elapsed() > Duration::from_secs(1) {
+                logged = true;
+                tracing::info!(
+                    partition = p,
+                    stable,
+                    high,
+                    "changelog partition has an open transaction; its restore waits for it to end"
+                );
             }
             if Instant::now() + pause > deadline {
                 return Err(RestoreError::OpenTransaction {

@@ -28,6 +28,7 @@ pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // hi
 pub const STATE_RESTORE_SECONDS: &str = "smsgate_state_restore_seconds"; // histogram {store}
 pub const DEFERRED_HELD: &str = "smsgate_deferred_held"; // gauge
 pub const STATE_ENTRIES: &str = "smsgate_state_entries"; // gauge {store="dedup"|"caps"}, assigned partitions
+pub const DEDUP_EVICTED: &str = "smsgate_dedup_evicted_total"; // counter, ids forgotten before their window (memory bound)
 pub const NON_RECIPIENT_KEYS: &str = "smsgate_non_recipient_keys_total";
 pub const COMMITTED_OFFSET: &str = "smsgate_committed_offset"; // gauge {partition}
 pub const PRODUCE_RETRIES: &str = "smsgate_produce_retries_total"; // {topic}

@@ -4,10 +4,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::Metrics;
-use super::names::{DEFERRED_HELD, OPTOUT_LATENCY_SECONDS, STATE_ENTRIES, STATE_RESTORE_SECONDS};
+use super::names::{
+    DEDUP_EVICTED, DEFERRED_HELD, OPTOUT_LATENCY_SECONDS, STATE_ENTRIES, STATE_RESTORE_SECONDS,
+};
 
 /// Opt-out latency and restore buckets, seconds: 10 ms to 10 min.
 const SLOW_BUCKETS: &[f64] = &[
@@ -21,6 +23,9 @@ pub(super) struct StateMetrics {
     /// Remembered message ids and cap keys of the assigned partitions: the
     /// memory the durable state takes, and what a restore has to read.
     entries: IntGaugeVec,
+    /// Message ids forgotten before their window (`state.max_dedup_entries`):
+    /// retries of those are no longer caught as duplicates.
+    dedup_evicted: IntCounter,
     /// Input partitions assigned but whose changelog is not restored yet.
     restoring: AtomicUsize,
 }
@@ -54,11 +59,17 @@ impl StateMetrics {
             &["store"],
         )
         .expect("valid metric definition");
+        let dedup_evicted = IntCounter::new(
+            DEDUP_EVICTED,
+            "Message ids forgotten before their window because a partition's duplicate memory was full",
+        )
+        .expect("valid metric definition");
         for c in [
             Box::new(optout_latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(restore.clone()),
             Box::new(deferred_held.clone()),
             Box::new(entries.clone()),
+            Box::new(dedup_evicted.clone()),
         ] {
             r.register(c).expect("metric registered once");
         }
@@ -67,6 +78,7 @@ impl StateMetrics {
             restore,
             deferred_held,
             entries,
+            dedup_evicted,
             restoring: AtomicUsize::new(0),
         }
     }
@@ -104,6 +116,17 @@ impl Metrics {
         let e = &self.state.entries;
         e.with_label_values(&["dedup"]).set(dedup as i64);
         e.with_label_values(&["caps"]).set(caps as i64);
+    }
+
+    /// `n` message ids forgotten early (memory bound); also a WARN line.
+    pub fn dedup_evicted(&self, n: u64) {
+        if n > 0 {
+            self.state.dedup_evicted.inc_by(n);
+            tracing::warn!(
+                evicted = n,
+                "duplicate memory full: the oldest message ids were forgotten before their window; raise state.max_dedup_entries"
+            );
+        }
     }
 
     pub fn deferred_held(&self, records: u64) {
