@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer as _;
 use rdkafka::statistics::Statistics;
@@ -202,19 +204,22 @@ impl GateContext {
         txn.finished();
     }
 
-    fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList) {
+    /// `lost`: the partitions are gone without a revoke (a rebalance
+    /// error), as when librdkafka says the assignment was lost.
+    fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList, lost: bool) {
         let partitions = self.partitions_of(tpl);
         self.metrics.rebalanced("revoke");
         if let Err(e) = self.workers.flush() {
             tracing::error!(error = %e, "cannot hand records to a decide worker");
         }
-        if consumer.assignment_lost() && self.dispatcher.transactions().is_some() {
+        let lost = lost || consumer.assignment_lost();
+        if lost && self.dispatcher.transactions().is_some() {
             // The open transaction holds records of partitions another
             // member now owns: it must not commit.
             self.flight
                 .abort("the group assignment was lost".to_string());
             self.commit_transaction(consumer);
-        } else if consumer.assignment_lost() {
+        } else if lost {
             tracing::warn!(
                 ?partitions,
                 "assignment lost; partitions released without commit"
@@ -304,11 +309,27 @@ impl ClientContext for GateContext {
 impl ConsumerContext for GateContext {
     fn pre_rebalance(&self, consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Revoke(tpl) => self.on_revoke(consumer, tpl),
+            Rebalance::Revoke(tpl) => self.on_revoke(consumer, tpl, false),
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
+                // Under the eager protocol rust-rdkafka unassigns everything
+                // after this callback: release every partition as lost
+                // (nothing of them decided or committed any more) before.
+                // (Cooperative: it unassigns a list this variant does not
+                // carry; the next rebalance says what is left.)
                 self.metrics.rebalanced("error");
                 tracing::warn!(error = %e, "rebalance error");
+                if !matches!(
+                    consumer.rebalance_protocol(),
+                    RebalanceProtocol::Cooperative
+                ) {
+                    match consumer.assignment() {
+                        Ok(tpl) => self.on_revoke(consumer, &tpl, true),
+                        Err(e) => {
+                            tracing::error!(error = %e, "assignment unknown after a rebalance error")
+                        }
+                    }
+                }
             }
         }
     }

@@ -12,6 +12,8 @@
 //!   503, `smsgate_produce_errors_total{kind="authorization"}`, an ERROR
 //!   naming the topic, nothing committed past the record; once the test
 //!   grants the ACL the record is delivered and the gate is ready again.
+//!   Unwritable for 20 s, then a SIGTERM, the grant and a restart: every
+//!   input decided exactly once, none its own `duplicate`.
 //! - Without Read on its changelog the gate restores nothing and so decides
 //!   nothing (fail closed): partitions stay paused, `/readyz` 503, the
 //!   restore is retried; once Read is granted the upstream retries of
@@ -305,6 +307,61 @@ fn without_write_on_approved_the_gate_stalls_loudly_and_resumes_once_granted() {
         "[security] ACL granted → record delivered and ready in {:.1?}",
         granted.elapsed()
     );
+    topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
+    gate.sigterm(Duration::from_secs(30));
+}
+
+/// Issue 22, exactly once: the approved topic cannot be written for 20 s
+/// (its ACL missing; on one broker this is what a leader that does not come
+/// back looks like to the producer) while 200 inputs arrive and the
+/// changelog can be written; then a SIGTERM, the grant, and a restart. A
+/// read_committed reader sees each input decided exactly once, approved,
+/// none quarantined as its own `duplicate` (the audit's reproduction lost
+/// 200 of 200 approvals this way).
+#[test]
+fn the_approved_topic_unwritable_for_20_s_then_a_restart_decides_every_input_once() {
+    let broker = broker();
+    let topics = Topics::unique(broker, "acl-restart");
+    grant_all_but_approved(broker, &topics);
+    let config = secure_config(broker, &topics, PASSWORD);
+    let mut gate = Gate::start(&config, "acl-restart-a");
+    gate.wait_ready(Duration::from_secs(90));
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let cases = events::clean_stream(&topics.group, 200);
+    let records: Vec<_> = cases.iter().map(|c| c.record.clone()).collect();
+    let positions = TestProducer::new(&broker.bootstrap()).send_all(&topics.outbound, &records);
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(
+        collector.count(),
+        0,
+        "nothing visible while approved is unwritable"
+    );
+    let status = gate
+        .sigterm(Duration::from_secs(60))
+        .expect("exit after SIGTERM");
+    eprintln!("[security] approved unwritable for 20 s, then SIGTERM: {status}");
+
+    grant_write_on_approved(broker, &topics);
+    let mut gate = Gate::start(&config, "acl-restart-b");
+    gate.wait_ready(Duration::from_secs(90));
+    let inputs: std::collections::HashMap<_, _> = positions.iter().copied().zip(cases).collect();
+    let (took, verdict) = support::verify::wait_and_verify(
+        &collector,
+        &topics.outbound,
+        &positions,
+        &inputs,
+        support::verify::Delivery::ExactlyOnce,
+        Duration::from_secs(90),
+        "security",
+    );
+    assert!(took.is_some(), "inputs lost; log:\n{}", gate.log_tail());
+    verdict.assert_ok();
+    let approved = collector
+        .outputs()
+        .iter()
+        .filter(|o| o.route == kafka::Route::Approved)
+        .count();
+    assert_eq!(approved, 200, "every input approved once after the restart");
     topics.assert_committed_to_end(&broker.bootstrap(), &positions, Duration::from_secs(30));
     gate.sigterm(Duration::from_secs(30));
 }

@@ -95,11 +95,20 @@ fn half_open_connections_cannot_exhaust_the_metrics_port() {
             }
         }
         let took = healthz_within(addr, Duration::from_secs(20));
-        let after = decided(addr);
-        let metrics = http_get(addr, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
+        // Read the counters once the attack is over: while it lasts, this
+        // request may itself be one too many.
         drop(held);
+        let mut metrics = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while metrics.is_empty() && Instant::now() < deadline {
+            metrics = http_get(addr, "/metrics")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            if metrics.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let after = metric_sum(&metrics, "smsgate_decisions_total").unwrap_or(0.0);
         (took, before, after, metrics)
     });
     let _ = gate.kill();

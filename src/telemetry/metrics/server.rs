@@ -4,14 +4,17 @@
 //!
 //! The port may face a whole network (the image binds 0.0.0.0), so the
 //! server bounds what a client can hold: at most [`MAX_CONNECTIONS`] at
-//! once (one more is closed at accept and counted), a request head must
+//! once, at most [`MAX_PER_PEER`] of them from one address, so one client
+//! cannot keep the probes and Prometheus out (one more is closed at accept
+//! and counted), a request head must
 //! arrive within [`HEADER_READ_TIMEOUT`] (also between keep-alive
 //! requests), and a connection lives at most [`MAX_CONNECTION_AGE`]. Half-open
 //! connections therefore cannot take the process's file descriptors or
 //! memory, and `/healthz` answers again within seconds of an attack ending.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -27,6 +30,8 @@ use super::Metrics;
 
 /// Connections served at once. Prometheus and a few probes need a handful.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once from one IP address.
+pub const MAX_PER_PEER: usize = 16;
 /// Time for a client to send a request head, from connect or from the end
 /// of its previous response.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,6 +78,7 @@ impl MetricsServer {
             .route("/readyz", get(readyz))
             .with_state(self.metrics.clone());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let peers = Peers::default();
         let mut last_warning: Option<Instant> = None;
         tokio::pin!(stop);
         loop {
@@ -80,8 +86,8 @@ impl MetricsServer {
                 () = &mut stop => return,
                 accepted = self.listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // EMFILE and the like: say so now and then, wait, go on.
                     if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
@@ -91,6 +97,11 @@ impl MetricsServer {
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
+            };
+            let Some(peer_slot) = peers.enter(peer.ip()) else {
+                self.metrics.http_connection_refused();
+                drop(stream);
+                continue;
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 self.metrics.http_connection_refused();
@@ -106,7 +117,47 @@ impl MetricsServer {
                 // Errors here are the client's (reset, timeout): nothing to do.
                 let _ = tokio::time::timeout(MAX_CONNECTION_AGE, connection).await;
                 drop(slot);
+                drop(peer_slot);
             });
+        }
+    }
+}
+
+/// Connections open per peer address (at most [`MAX_CONNECTIONS`] entries:
+/// an address leaves the map with its last connection).
+#[derive(Clone, Default)]
+struct Peers(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl Peers {
+    /// A slot for one more connection from `ip`, unless it has its share.
+    fn enter(&self, ip: IpAddr) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection of a peer; gives its place back when dropped.
+struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
         }
     }
 }
@@ -130,5 +181,55 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A GET of `path` from local address `from`: the status line.
+    async fn get_from(from: &str, to: SocketAddr, path: &str) -> std::io::Result<String> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(format!("{from}:0").parse().map_err(std::io::Error::other)?)?;
+        let mut s = socket.connect(to).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        Ok(text.lines().next().unwrap_or_default().to_string())
+    }
+
+    /// One address holding more never-finished requests than the whole
+    /// server serves does not keep another address's probe out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_peer_cannot_take_every_connection() {
+        let metrics = Arc::new(Metrics::new());
+        let server = MetricsServer::bind("127.0.0.1:0", metrics.clone())
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS + 8 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // A request head that never ends.
+            s.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            get_from("127.0.0.2", addr, "/healthz"),
+        )
+        .await
+        .expect("answered within 2 s")
+        .unwrap();
+        assert!(answer.contains("200"), "{answer}");
+        let _ = stop.send(());
     }
 }
