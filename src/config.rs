@@ -156,6 +156,10 @@ impl DeliverySettings {
 pub struct PipelineSettings {
     /// Records in flight (decided, not yet acknowledged) before consuming pauses.
     pub max_in_flight: usize,
+    /// Bytes of output records waiting in the producer for the broker: past
+    /// it the decide workers wait, then consuming (librdkafka's
+    /// `queue.buffering.max.kbytes`; its own default is 1 GiB).
+    pub max_in_flight_bytes: usize,
     /// How long a revoked partition or a shutdown may take to drain.
     pub drain_timeout_secs: u64,
     /// How often stored offsets are committed.
@@ -216,6 +220,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log.format", "pretty"),
     ("log.level", "info"),
     ("pipeline.max_in_flight", "10000"),
+    ("pipeline.max_in_flight_bytes", "268435456"),
     ("pipeline.drain_timeout_secs", "20"),
     ("pipeline.commit_interval_ms", "1000"),
     ("pipeline.retry_backoff_ms", "500"),
@@ -309,6 +314,9 @@ impl Settings {
         }
         if self.state.restore_timeout_secs == 0 {
             return bad("state.restore_timeout_secs must be at least 1");
+        }
+        if self.pipeline.max_in_flight_bytes < 1 << 20 {
+            return bad("pipeline.max_in_flight_bytes must be at least 1048576 (1 MiB)");
         }
         if self.pipeline.max_in_flight == 0 {
             return bad("pipeline.max_in_flight must be at least 1");

@@ -76,6 +76,12 @@ pub fn producer(settings: &Settings) -> ClientConfig {
     // Same partition for a key as the Java client picks.
     c.set_if_absent("partitioner", "murmur2_random");
     c.set("queue.buffering.max.messages", queue.to_string());
+    // Bytes waiting for the broker, bounded too: a record is up to 1 MB, so
+    // a count alone would let 20,000 of them take 20 GB.
+    c.set(
+        "queue.buffering.max.kbytes",
+        (settings.pipeline.max_in_flight_bytes / 1024).to_string(),
+    );
     c.set("enable.idempotence", "true");
     c.set("acks", "all");
     if settings.delivery.exactly_once() {

@@ -160,6 +160,9 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let mut gate = Gate::new(settings.clone(), policy);
     let mut rebuilds: Vec<Instant> = Vec::new();
+    // Once running, an unreachable broker is an outage to ride out, not a
+    // wrong address to report at start: a rebuild during it retries.
+    let mut rebuilding = false;
     loop {
         let (live, metrics) = (gate.policy.clone(), gate.metrics.clone());
         // A run stops its own helpers through its shutdown; a child keeps
@@ -180,7 +183,18 @@ pub async fn run(
         match result {
             // Not limited: an abort leaves nothing half-written, and a
             // lasting cause (a missing ACL) is reported loudly meanwhile.
+            Err(PipelineError::BrokerUnreachable { error, .. })
+                if rebuilding && !shutdown.is_triggered() =>
+            {
+                tracing::warn!(%error, "Kafka still unreachable while rebuilding; retrying in 5 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.wait() => {}
+                }
+                gate = Gate::rebuilt(settings.clone(), live, metrics);
+            }
             Err(PipelineError::Aborted(why)) if !shutdown.is_triggered() => {
+                rebuilding = true;
                 tracing::warn!(error = %why, "transaction aborted; rebuilding the Kafka clients and state");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -189,6 +203,7 @@ pub async fn run(
                 gate = Gate::rebuilt(settings.clone(), live, metrics);
             }
             Err(PipelineError::Fenced(why)) if !shutdown.is_triggered() => {
+                rebuilding = true;
                 rebuilds.retain(|t| t.elapsed() < REBUILD_WINDOW);
                 if rebuilds.len() >= MAX_REBUILDS {
                     return Err(PipelineError::Fenced(format!(

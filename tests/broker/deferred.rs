@@ -7,6 +7,10 @@
 //! (under `exactly_once` a hand-back and its deferred offset commit in one
 //! transaction).
 //!
+//! A broker down for 90 s across the release time (issue 23.5): the release
+//! fails, is retried with backoff, and the held text is approved once,
+//! within a minute of the broker's return, with no restart of the gate.
+//!
 //! Quiet hours are made short with a test copy of the policy packs
 //! (`policy.packs`): the CN pack's allowed window starts one to two minutes
 //! from now in a zone where it is midday.
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Timelike, Utc};
 use support::broker::Broker;
 use support::events::{afternoon_zone, cn_number};
-use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics, crate_dir};
+use support::gate::{Gate, GateConfig, OTHER_PARTITIONS, Topics, crate_dir, metric_sum};
 use support::kafka::{Collector, Output, Route, TestProducer};
 use support::marketing::{consent, marketing};
 
@@ -207,4 +211,90 @@ fn held_messages_survive_kill_9_and_are_decided_again_at_release() {
     );
     let status = third.sigterm(Duration::from_secs(40)).expect("exit");
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_release_during_a_90_s_broker_outage_is_retried_until_it_succeeds() {
+    let broker = Broker::start("release-outage");
+    let topics = Topics::unique(&broker, "release-outage");
+    let producer = TestProducer::new(&broker.bootstrap());
+    let to = cn_number(72_000_003);
+    producer.send_consent(&topics.consent, OTHER_PARTITIONS, &[consent(&to, "opt_in")]);
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let packs = short_quiet_hours_packs(&topics.group);
+    let config =
+        GateConfig::new(&broker, &topics).set("SMSGATE__POLICY__PACKS", packs.to_str().unwrap());
+    let mut gate = Gate::start(&config, "release-outage");
+    gate.wait_ready(Duration::from_secs(60));
+    let id = format!("{}-held", topics.group);
+    producer.send_all(&topics.outbound, &[marketing(&id, &to)]);
+    let held = support::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        outputs_for(&collector, &id).len() == 1
+    });
+    assert!(held, "not deferred; log:\n{}", gate.log_tail());
+    let deferred = outputs_for(&collector, &id).remove(0);
+    assert_eq!(deferred.route, Route::Deferred);
+    let release_at: DateTime<Utc> =
+        std::str::from_utf8(deferred.header("smsgate-release-at").unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+
+    // Down from 5 s before the release time to 85 s after it.
+    let until_down = (release_at - Utc::now() - chrono::Duration::seconds(5))
+        .to_std()
+        .unwrap_or_default();
+    std::thread::sleep(until_down);
+    broker.kill();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(90));
+    let overdue = gate
+        .get("/metrics")
+        .and_then(|(_, t)| metric_sum(&t, "smsgate_release_overdue_seconds"))
+        .unwrap_or(0.0);
+    broker.restart();
+    let back = Instant::now();
+    eprintln!(
+        "[deferred] broker down {:.1?} across the release at {release_at}; release overdue {overdue:.0} s",
+        down.elapsed()
+    );
+
+    let approved =
+        support::wait_until(Duration::from_secs(150), Duration::from_millis(200), || {
+            outputs_for(&collector, &id)
+                .iter()
+                .any(|o| o.route == Route::Approved)
+        });
+    assert!(
+        approved,
+        "the held text was not released after the outage; log:\n{}",
+        gate.log_tail()
+    );
+    let failures = gate
+        .get("/metrics")
+        .and_then(|(_, t)| metric_sum(&t, "smsgate_release_failures_total"))
+        .unwrap_or(0.0);
+    eprintln!(
+        "[deferred] released and approved {:.1?} after the broker came back ({failures} failed hand-backs before)",
+        back.elapsed()
+    );
+    // Set once the release was due; while the gate rebuilds its clients
+    // (the broker unreachable) no releaser runs to move it further.
+    assert!(overdue > 0.0, "the overdue gauge showed {overdue} s");
+    assert!(failures >= 1.0, "no failed hand-back was counted");
+    assert!(
+        gate.running(),
+        "the gate rode out the outage without a restart"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let routes: Vec<Route> = outputs_for(&collector, &id)
+        .iter()
+        .map(|o| o.route)
+        .collect();
+    assert_eq!(
+        routes,
+        vec![Route::Deferred, Route::Approved],
+        "released once"
+    );
+    gate.sigterm(Duration::from_secs(40));
 }

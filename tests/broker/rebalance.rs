@@ -108,3 +108,149 @@ fn a_second_instance_joins_and_leaves_mid_stream_without_loss() {
         .expect("exit after SIGTERM");
     assert_eq!(status.code(), Some(0), "first instance exit code");
 }
+
+/// Issue 23.3: a restore of a 1M-entry changelog runs off the rebalance
+/// callback, so a rebalance in its middle neither makes the consumer leave
+/// the group and restore again in a loop, nor lets a partition be decided
+/// before its state is in: while it runs `/readyz` is 503, and once done
+/// the upstream retries of remembered ids are all `duplicate`.
+#[test]
+fn a_rebalance_during_a_1m_entry_restore_neither_loops_nor_decides_early() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use smsgate::contract::decision::Outcome;
+    use smsgate::policy::view::Seen;
+    use smsgate::state::changelog::{batch_entry, dedup_entry};
+
+    const IDS: usize = 250_000;
+    const PER_BATCH: usize = 1000;
+    const RETRIES: usize = 200;
+    let broker = Broker::shared();
+    let topics = Topics::unique(broker, "restore-1m");
+    let changelog = format!("{}.gate-state", topics.group);
+    broker.create_topics(&[(&changelog, support::gate::OUTBOUND_PARTITIONS)]);
+
+    // Every id remembered in every changelog partition: 1M entries, so a
+    // retry finds its memory whichever partition its key picks.
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.max.bytes", "2000000")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let seen = Seen {
+        first_at: chrono::Utc::now(),
+        outcome: Outcome::Approve,
+    };
+    let written = Instant::now();
+    for chunk in 0..IDS / PER_BATCH {
+        let entries: Vec<_> = (chunk * PER_BATCH..(chunk + 1) * PER_BATCH)
+            .map(|n| dedup_entry(&format!("{}-c{n}", topics.group), &seen, None))
+            .collect();
+        for p in 0..support::gate::OUTBOUND_PARTITIONS as i32 {
+            let batch = batch_entry(&entries, chrono::Utc::now(), (chunk * 4) as u64 + p as u64);
+            let value = batch.value.unwrap();
+            loop {
+                let record = BaseRecord::to(&changelog)
+                    .partition(p)
+                    .key(&batch.key)
+                    .payload(&value);
+                match writer.send(record) {
+                    Ok(()) => break,
+                    Err(_) => {
+                        writer.poll(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        writer.poll(Duration::ZERO);
+    }
+    writer.flush(Duration::from_secs(120)).unwrap();
+    eprintln!(
+        "[restore-1m] wrote {} changelog entries in {:.1?}",
+        IDS * 4,
+        written.elapsed()
+    );
+
+    // Upstream retries of remembered ids, and as many new events.
+    let collector = Collector::start(&broker.bootstrap(), &topics.outbound, &topics.routes());
+    let retries: Vec<Case> = (0..RETRIES)
+        .map(|n| events::clean(&topics.group, n * (IDS / RETRIES)))
+        .collect();
+    let fresh: Vec<Case> = (0..RETRIES)
+        .map(|n| events::clean(&format!("{}-new", topics.group), n))
+        .collect();
+    let records: Vec<Record> = retries
+        .iter()
+        .chain(&fresh)
+        .map(|c| c.record.clone())
+        .collect();
+    let positions =
+        support::kafka::TestProducer::new(&broker.bootstrap()).send_all(&topics.outbound, &records);
+
+    let config = GateConfig::new(broker, &topics);
+    let mut first = Gate::start(&config, "restore-1m-a");
+    let restoring = support::wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
+        !first.log_lines("partitions assigned; restoring").is_empty()
+    });
+    assert!(restoring, "never assigned; log:\n{}", first.log_tail());
+    let ready_mid_restore = first.get("/readyz").map(|(s, _)| s);
+    // The rebalance in the middle of the restore.
+    let mut second = Gate::start(&config, "restore-1m-b");
+    let started = Instant::now();
+    first.wait_ready(Duration::from_secs(180));
+    second.wait_ready(Duration::from_secs(180));
+    let ready_after = started.elapsed();
+    let done = collector.wait_for(&positions, Duration::from_secs(120), Duration::from_secs(2));
+    let restored: Vec<String> = first
+        .log_lines("partition state restored")
+        .into_iter()
+        .chain(second.log_lines("partition state restored"))
+        .collect();
+    let assigned = first.log_lines("partitions assigned").len();
+    eprintln!(
+        "[restore-1m] /readyz during the restore: {ready_mid_restore:?}; both ready {ready_after:.1?} after the second joined; first instance assigned {assigned} times; restores: {}",
+        restored
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                format!("{} records in {} ms", v["records"], v["ms"])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(ready_mid_restore, Some(503), "ready while restoring");
+    assert!(
+        assigned <= 3,
+        "assigned {assigned} times: a restore loop; log:\n{}",
+        first.log_tail()
+    );
+    assert!(
+        done.is_some(),
+        "inputs not decided; log:\n{}",
+        first.log_tail()
+    );
+    let by_source: HashMap<(i32, i64), Vec<String>> =
+        collector.outputs().iter().fold(HashMap::new(), |mut m, o| {
+            if let Some(s) = &o.source {
+                m.entry((s.partition, s.offset))
+                    .or_default()
+                    .push(o.codes().join(","));
+            }
+            m
+        });
+    for (i, pos) in positions.iter().enumerate() {
+        let decisions = &by_source[pos];
+        assert_eq!(decisions.len(), 1, "input {pos:?} decided {decisions:?}");
+        if i < RETRIES {
+            assert!(
+                decisions[0].split(',').any(|c| c == "duplicate"),
+                "retry {pos:?} of a remembered id decided {decisions:?}: decided before its state was in"
+            );
+        } else {
+            assert_eq!(decisions[0], "", "new event {pos:?} decided {decisions:?}");
+        }
+    }
+    first.sigterm(Duration::from_secs(40));
+    second.sigterm(Duration::from_secs(40));
+}

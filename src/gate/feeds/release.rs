@@ -34,8 +34,9 @@
 //! (under `at_least_once` it may, and the duplicate memory rejects the
 //! second copy, as said above). The index is told only once the
 //! transaction committed; an aborted one is retried like a failed
-//! hand-back, and a fenced producer (or one that cannot abort) stops the
-//! releaser and triggers the gate's rebuild.
+//! hand-back (an abort that cannot reach the broker is tried again before
+//! the next transaction), and a fenced producer stops the releaser and
+//! triggers the gate's rebuild.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -143,6 +144,9 @@ pub struct Releaser {
     producer: BaseProducer,
     /// `exactly_once`: every chunk is a transaction bounded by this timeout.
     transactions: Option<Duration>,
+    /// A transaction whose abort failed (the broker unreachable): aborted
+    /// again before the next one begins.
+    open_transaction: std::cell::Cell<bool>,
     index: Arc<Mutex<DeferredIndex>>,
     deferred: String,
     outbound: String,
@@ -172,6 +176,7 @@ impl Releaser {
             reader: clients::changelog_reader(settings).create()?,
             producer,
             transactions,
+            open_transaction: std::cell::Cell::new(false),
             index,
             deferred: settings.topics.deferred.clone(),
             outbound: settings.topics.outbound.clone(),
@@ -316,7 +321,12 @@ impl Releaser {
             KafkaError::Transaction(t) if t.is_fatal() => ReleaseError::Fenced(e),
             _ => ReleaseError::Kafka(e),
         };
+        if self.open_transaction.get() {
+            self.producer.abort_transaction(timeout).map_err(fatal)?;
+            self.open_transaction.set(false);
+        }
         self.producer.begin_transaction().map_err(fatal)?;
+        self.open_transaction.set(true);
         let result = self
             .hand_back(range)
             .map_err(ReleaseError::from)
@@ -336,13 +346,16 @@ impl Releaser {
                 self.producer.commit_transaction(timeout).map_err(fatal)?;
                 Ok(handed)
             });
-        if let Err(e) = &result {
-            if matches!(e, ReleaseError::Fenced(_)) {
-                return result;
-            }
-            // A producer that cannot abort is rebuilt with the gate.
-            if let Err(abort) = self.producer.abort_transaction(timeout) {
-                return Err(ReleaseError::Fenced(abort));
+        match &result {
+            Ok(_) => self.open_transaction.set(false),
+            Err(ReleaseError::Fenced(_)) => {}
+            Err(ReleaseError::Kafka(_)) => {
+                // Aborted now, or (the broker unreachable) before the next.
+                match self.producer.abort_transaction(timeout).map_err(fatal) {
+                    Ok(()) => self.open_transaction.set(false),
+                    Err(e @ ReleaseError::Fenced(_)) => return Err(e),
+                    Err(ReleaseError::Kafka(_)) => {}
+                }
             }
         }
         result
