@@ -130,6 +130,16 @@ fn read_committed(c: &mut ClientConfig, settings: &Settings) {
     }
 }
 
+/// Every group the gate joins (outbound, inbound replies, deferred): a dead
+/// member's partitions move after the session timeout, 10 s instead of
+/// librdkafka's 45 s, so opt-out replies and held texts do not wait on a
+/// crashed instance for long (with `kafka.group_instance_id`, a restart
+/// within it keeps its partitions without any rebalance).
+fn liveness(c: &mut ClientConfig) {
+    c.set_if_absent("session.timeout.ms", "10000");
+    c.set_if_absent("heartbeat.interval.ms", "2000");
+}
+
 /// The group consumer of `topics.outbound`.
 pub fn group_consumer(settings: &Settings) -> ClientConfig {
     let mut c = base(settings);
@@ -138,12 +148,8 @@ pub fn group_consumer(settings: &Settings) -> ClientConfig {
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", id);
     }
-    // A dead instance's partitions move after the session timeout (librdkafka's
-    // 45 s default is long for a gate; some brokers also hold a first join
-    // for about half of it). The poll interval bounds a rebalance: it must
-    // cover a revoke's drain.
-    c.set_if_absent("session.timeout.ms", "10000");
-    c.set_if_absent("heartbeat.interval.ms", "2000");
+    liveness(&mut c);
+    // The poll interval bounds a rebalance: it must cover a revoke's drain.
     let session: u64 = c
         .get("session.timeout.ms")
         .and_then(|v| v.parse().ok())
@@ -201,6 +207,7 @@ pub fn release_consumer(settings: &Settings) -> ClientConfig {
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", format!("{id}-release"));
     }
+    liveness(&mut c);
     c.set_if_absent("auto.offset.reset", "earliest");
     read_committed(&mut c, settings);
     c.set("enable.auto.commit", "false");
@@ -244,6 +251,7 @@ pub fn inbound_consumer(settings: &Settings) -> ClientConfig {
     if let Some(id) = &settings.kafka.group_instance_id {
         c.set("group.instance.id", format!("{id}-inbound"));
     }
+    liveness(&mut c);
     c.set_if_absent("auto.offset.reset", "earliest");
     c.set("enable.auto.commit", "false");
     c

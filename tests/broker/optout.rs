@@ -114,6 +114,26 @@ fn an_opt_out_reply_rejects_later_marketing_on_every_instance() {
         "marketing after the opt-out: {:?}",
         got[&after[0]]
     );
+    // The forwarder's own figures: two opt-outs finished (by whichever
+    // instance forwarded them), none in progress now.
+    let metric = |g: &Gate, name: &str| {
+        g.get("/metrics")
+            .and_then(|(_, t)| metric_sum(&t, name))
+            .unwrap_or(0.0)
+    };
+    let forwarded = [&a, &b]
+        .iter()
+        .map(|g| metric(g, "smsgate_replies_total"))
+        .sum::<f64>();
+    assert_eq!(forwarded, 2.0, "replies finished by the forwarders");
+    for g in [&a, &b] {
+        assert_eq!(
+            metric(g, "smsgate_reply_in_progress_since_seconds"),
+            0.0,
+            "{}: no reply in progress",
+            g.name
+        );
+    }
     // Every instance enforces it: stop A, the partition moves to B, and
     // B rejects the next text too.
     a.sigterm(Duration::from_secs(40));

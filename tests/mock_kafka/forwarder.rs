@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, Producer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use smsgate::contract::consent::{ConsentAction, ConsentEvent, ConsentScope};
-use smsgate::gate::feeds::replies::{Forwarded, run_forwarder};
+use smsgate::gate::feeds::replies::{Forwarded, ReplyEvent, run_forwarder};
 use smsgate::policy::Registry;
 
 const INBOUND: &str = "sms.inbound";
@@ -73,8 +73,10 @@ async fn opt_out_replies_reach_the_consent_topic_and_offsets_are_committed() {
         },
         smsgate::gate::feeds::replies::Commit::AfterAck,
         shutdown,
-        move |f| {
-            let _ = seen_tx.send(f);
+        move |event| {
+            if let ReplyEvent::Done(f) = event {
+                let _ = seen_tx.send(f);
+            }
         },
     ));
     let mut outcomes = Vec::new();

@@ -67,6 +67,7 @@ pub fn spawn(
         Commit::AfterAck
     };
     let mut stopping = shutdown.subscribe();
+    let replies = metrics.clone();
     let task = tokio::spawn(async move {
         if let Commit::Transaction(timeout) = commit {
             let p = producer.clone();
@@ -87,12 +88,27 @@ pub fn spawn(
                 return ForwarderEnd::Fenced(e);
             }
         }
-        let ended = run_forwarder(consumer, producer, topic, registry, commit, stop, |f| {
-            if f == Forwarded::OptOut {
-                tracing::debug!("opt-out reply forwarded");
-            }
-        })
-        .await;
+        // Replies waiting per partition (the gauge is their sum).
+        let mut lag: std::collections::HashMap<i32, i64> = Default::default();
+        let ended =
+            run_forwarder(
+                consumer,
+                producer,
+                topic,
+                registry,
+                commit,
+                stop,
+                |event| match event {
+                    ReplyEvent::Received { partition, lag: l } => {
+                        if let Some(l) = l {
+                            lag.insert(partition, l);
+                        }
+                        replies.reply_received(lag.values().sum());
+                    }
+                    ReplyEvent::Done(f) => replies.reply_done(f.as_label()),
+                },
+            )
+            .await;
         if let ForwarderEnd::Fenced(why) = &ended {
             tracing::warn!(error = %why, "inbound consumer fenced");
             fenced.trigger();
@@ -146,12 +162,36 @@ pub enum Forwarded {
     Invalid,
 }
 
+impl Forwarded {
+    /// The `outcome` label of `smsgate_replies_total`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Forwarded::OptOut => "opt_out",
+            Forwarded::NotOptOut => "not_opt_out",
+            Forwarded::Invalid => "invalid",
+        }
+    }
+}
+
+/// How often the forwarder asks the broker how many replies wait.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+
+/// What [`run_forwarder`] reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyEvent {
+    /// A reply was received and is being forwarded; `lag` replies wait
+    /// behind it on its partition (asked of the broker now and then).
+    Received { partition: i32, lag: Option<i64> },
+    /// Its outcome, once it is written and its offset committed.
+    Done(Forwarded),
+}
+
 /// Consumes `topics.inbound` and writes each opt-out to `consent_topic`,
 /// keyed by `<to>|<sender>|<scope>` (CONTRACT §1). A record's offset is committed
 /// only after its opt-out is acknowledged, so a crash re-reads it; a write
 /// that fails is retried with backoff, never skipped. Returns when
-/// `shutdown` turns true or its sender is dropped; `on_record` sees every
-/// record's outcome (for metrics). Returns why it stopped. `registry` gives the registry in force
+/// `shutdown` turns true or its sender is dropped; `on_event` sees each
+/// record received and its outcome (for metrics). Returns why it stopped. `registry` gives the registry in force
 /// for each reply (it changes on a policy reload).
 pub async fn run_forwarder<C: ConsumerContext + 'static>(
     consumer: StreamConsumer<C>,
@@ -160,8 +200,9 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
     registry: impl Fn() -> Arc<Registry> + Send,
     commit: Commit,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-    mut on_record: impl FnMut(Forwarded) + Send,
+    mut on_event: impl FnMut(ReplyEvent) + Send,
 ) -> ForwarderEnd {
+    let mut last_lag = None;
     loop {
         if *shutdown.borrow() {
             return ForwarderEnd::Stopped;
@@ -179,6 +220,26 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 continue;
             }
         };
+        // Replies behind this one on its partition: the end offset asked
+        // of the broker at most every LAG_EVERY (a short blocking call, off
+        // the async workers); `None` in between.
+        let mut lag = None;
+        if last_lag.is_none_or(|t: std::time::Instant| t.elapsed() >= LAG_EVERY)
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            last_lag = Some(std::time::Instant::now());
+            let (topic, p) = (message.topic(), message.partition());
+            if let Ok((_, high)) = tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(topic, p, Duration::from_millis(500))
+            }) {
+                lag = Some((high - message.offset() - 1).max(0));
+            }
+        }
+        on_event(ReplyEvent::Received {
+            partition: message.partition(),
+            lag,
+        });
         let parsed = InboundReply::parse(message.payload().unwrap_or_default());
         if let Commit::Transaction(timeout) = commit {
             let (outcome, record) = match &parsed {
@@ -218,7 +279,7 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                     }
                 }
             }
-            on_record(outcome);
+            on_event(ReplyEvent::Done(outcome));
             continue;
         }
         let outcome = match parsed {
@@ -253,7 +314,7 @@ pub async fn run_forwarder<C: ConsumerContext + 'static>(
                 }
             },
         };
-        on_record(outcome);
+        on_event(ReplyEvent::Done(outcome));
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(

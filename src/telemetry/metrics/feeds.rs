@@ -7,10 +7,13 @@
 //! due text is (`smsgate_release_overdue_seconds`, alert
 //! `SmsgateReleaseOverdue`) and its failed hand-backs.
 
-use prometheus::{Gauge, IntCounter, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::Metrics;
-use super::names::{FEED_DOWN, RELEASE_FAILURES, RELEASE_OVERDUE_SECONDS};
+use super::names::{
+    FEED_DOWN, INBOUND_LAG, RELEASE_FAILURES, RELEASE_OVERDUE_SECONDS, REPLIES,
+    REPLY_IN_PROGRESS_SINCE,
+};
 
 /// `feed` label: the reply forwarder.
 pub const FEED_REPLIES: &str = "replies";
@@ -22,6 +25,14 @@ pub(super) struct FeedMetrics {
     down: IntGaugeVec,
     overdue: Gauge,
     release_failures: IntCounter,
+    /// Replies the forwarder finished, by outcome.
+    replies: IntCounterVec,
+    /// When the reply being forwarded arrived here (Unix seconds; 0 when
+    /// none is): a forwarder stuck on one shows as a growing age.
+    in_progress_since: Gauge,
+    /// Replies waiting behind those received, summed over the forwarder's
+    /// partitions: a backlog that does not shrink.
+    inbound_lag: IntGauge,
 }
 
 impl FeedMetrics {
@@ -47,6 +58,34 @@ impl FeedMetrics {
             "Hand-backs of due deferred texts that failed and are retried with backoff",
         )
         .expect("valid metric definition");
+        let replies = IntCounterVec::new(
+            Opts::new(
+                REPLIES,
+                "Inbound replies the opt-out forwarder finished, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric definition");
+        for outcome in ["opt_out", "not_opt_out", "invalid"] {
+            replies.with_label_values(&[outcome]);
+        }
+        let in_progress_since = Gauge::new(
+            REPLY_IN_PROGRESS_SINCE,
+            "Unix time the reply being forwarded was received; 0 while none is",
+        )
+        .expect("valid metric definition");
+        let inbound_lag = IntGauge::new(
+            INBOUND_LAG,
+            "Replies waiting on the inbound topic behind those the forwarder received",
+        )
+        .expect("valid metric definition");
+        for c in [
+            Box::new(replies.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(in_progress_since.clone()),
+            Box::new(inbound_lag.clone()),
+        ] {
+            r.register(c).expect("metric registered once");
+        }
         r.register(Box::new(down.clone()))
             .expect("metric registered once");
         r.register(Box::new(overdue.clone()))
@@ -57,6 +96,9 @@ impl FeedMetrics {
             down,
             overdue,
             release_failures,
+            replies,
+            in_progress_since,
+            inbound_lag,
         }
     }
 
@@ -87,6 +129,21 @@ impl Metrics {
     pub fn release_failed(&self) {
         self.feeds.release_failures.inc();
     }
+
+    /// The forwarder received a reply; `lag` replies wait behind it.
+    pub fn reply_received(&self, lag: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.feeds.in_progress_since.set(now);
+        self.feeds.inbound_lag.set(lag);
+    }
+
+    /// The forwarder finished a reply (`outcome`: a [`crate::gate::feeds::replies::Forwarded`] label).
+    pub fn reply_done(&self, outcome: &'static str) {
+        self.feeds.replies.with_label_values(&[outcome]).inc();
+        self.feeds.in_progress_since.set(0.0);
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +165,27 @@ mod tests {
         assert!(text.contains("smsgate_ready 0"), "{text}");
         m.feed_down(FEED_RELEASE, false);
         assert!(m.is_ready());
+    }
+
+    #[test]
+    fn a_reply_in_progress_shows_its_arrival_until_it_is_done() {
+        let m = Metrics::new();
+        m.reply_received(3);
+        let text = m.render();
+        assert!(text.contains("smsgate_inbound_lag 3"), "{text}");
+        assert!(
+            !text.contains("smsgate_reply_in_progress_since_seconds 0\n"),
+            "{text}"
+        );
+        m.reply_done("opt_out");
+        let text = m.render();
+        assert!(
+            text.contains("smsgate_reply_in_progress_since_seconds 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("smsgate_replies_total{outcome=\"opt_out\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub const POLICY_RELOAD_FAILURES: &str = "smsgate_policy_reload_failures_total";
 pub const READY: &str = "smsgate_ready"; // gauge 0/1
 pub const BROKER_UP: &str = "smsgate_broker_up"; // gauge 0/1
 pub const OPTOUT_LATENCY_SECONDS: &str = "smsgate_optout_latency_seconds"; // histogram
+pub const REPLIES: &str = "smsgate_replies_total"; // counter {outcome="opt_out"|"not_opt_out"|"invalid"}, forwarder
+pub const REPLY_IN_PROGRESS_SINCE: &str = "smsgate_reply_in_progress_since_seconds"; // gauge, Unix time, 0 = idle
+pub const INBOUND_LAG: &str = "smsgate_inbound_lag"; // gauge, replies waiting behind those received
 pub const STATE_RESTORE_SECONDS: &str = "smsgate_state_restore_seconds"; // histogram {store}
 pub const DEFERRED_HELD: &str = "smsgate_deferred_held"; // gauge
 pub const STATE_ENTRIES: &str = "smsgate_state_entries"; // gauge {store="dedup"|"caps"}, assigned partitions
