@@ -208,7 +208,6 @@ impl GateContext {
     /// error), as when librdkafka says the assignment was lost.
     fn on_revoke(&self, consumer: &GateConsumer, tpl: &TopicPartitionList, lost: bool) {
         let partitions = self.partitions_of(tpl);
-        self.metrics.rebalanced("revoke");
         if let Err(e) = self.workers.flush() {
             tracing::error!(error = %e, "cannot hand records to a decide worker");
         }
@@ -309,7 +308,10 @@ impl ClientContext for GateContext {
 impl ConsumerContext for GateContext {
     fn pre_rebalance(&self, consumer: &GateConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Revoke(tpl) => self.on_revoke(consumer, tpl, false),
+            Rebalance::Revoke(tpl) => {
+                self.metrics.rebalanced("revoke");
+                self.on_revoke(consumer, tpl, false)
+            }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
                 // Under the eager protocol rust-rdkafka unassigns everything

@@ -7,7 +7,7 @@
 //! parallel. A worker parses and decides the record against the shared
 //! [`Stores`], routes it and hands the output to the producer; after each
 //! batch it writes the batch's changelog entries as one record per input
-//! partition. The delivery callback acknowledges the offset.
+//! partition (split under 256 KiB). The delivery callback acknowledges the offset.
 //!
 //! Jobs travel in batches of up to [`BATCH`] (one queue operation and at
 //! most one thread wake-up per batch, not per record). Backpressure: each
@@ -90,8 +90,9 @@ pub(crate) struct Handler {
 
 impl Handler {
     /// Decides a batch of jobs: each output is produced as soon as it is
-    /// decided; the changelog entries of the batch go out afterwards as one
-    /// batch record per input partition. An input's offset is acknowledged
+    /// decided; the changelog entries of the batch go out afterwards as
+    /// batch records, one per input partition (more when one would pass
+    /// [`BATCH_RECORD_BYTES`]). An input's offset is acknowledged
     /// once its output and its batch record both are.
     pub fn handle_batch(&self, batch: &[Job]) {
         // The batch's quarantine lines go out in one write, at its end.

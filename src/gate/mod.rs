@@ -152,7 +152,7 @@ pub const REBUILD_WINDOW: Duration = Duration::from_secs(600);
 /// after a coordinator restart) the gate is rebuilt in process, like a
 /// restart: new clients, state restored from the changelog, the same
 /// metrics and live policy. Uncommitted records are read again and decided
-/// as duplicates, as after a crash.
+/// again, as after a crash.
 pub async fn run(
     settings: Settings,
     policy: Policy,
@@ -524,7 +524,9 @@ impl Gate {
                     })
                     .map_err(|e| PipelineError::Thread(e.to_string()))?;
             }
-            Err(e) => return Err(PipelineError::Client(e.to_string())),
+            // A configuration the client refuses is one; anything else
+            // (its transactions not started in time) is the broker's.
+            Err(e) => return Err(client_error(&e).unwrap_or_else(|| unreachable(e.to_string()))),
         }
         consumer
             .subscribe(&[&s.topics.outbound])

@@ -285,6 +285,9 @@ impl Worker {
             .unwrap_or_else(|_| Err("the restore panicked".to_string()));
             match read {
                 Ok(done) => {
+                    for state in fresh.values_mut() {
+                        state.bound_restored();
+                    }
                     self.install(&job, fresh);
                     self.metrics.state_restored("partition", done.took);
                     let (dedup, caps) = self.state.sizes();

@@ -53,6 +53,10 @@ pub struct PartitionState {
     max_dedup: usize,
     /// Ids forgotten that way since the last [`PartitionState::take_evicted`].
     evicted: u64,
+    /// Tombstones of single `dedup/` records forgotten early, written by
+    /// the next prune as records of their own (never inside one input's
+    /// batch record, which they could make too large).
+    pending_tombstones: Vec<ChangelogEntry>,
 }
 
 impl PartitionState {
@@ -66,6 +70,7 @@ impl PartitionState {
             nonce: fastrand::u64(..),
             max_dedup: usize::MAX,
             evicted: 0,
+            pending_tombstones: Vec::new(),
         }
     }
 
@@ -82,14 +87,22 @@ impl PartitionState {
     }
 
     /// Past the bound by a tenth, forgets the oldest ids down to nine
-    /// tenths of it: one O(n) pass per n/5 new ids.
-    fn bound_dedup(&mut self, tombstones: &mut Vec<ChangelogEntry>, force: bool) {
+    /// tenths of it: one O(n) pass per n/5 new ids. Returns how many.
+    fn bound_dedup(&mut self, force: bool) -> u64 {
         let max = self.max_dedup;
         let over = self.seen.len() > max.saturating_add(max / 10);
         if over || (force && self.seen.len() > max) {
             let keep = max - max / 10;
-            self.evicted += self.seen.evict_oldest(keep, tombstones) as u64;
+            return self.seen.evict_oldest(keep, &mut self.pending_tombstones) as u64;
         }
+        0
+    }
+
+    /// After a restore, before deciding: back under the bound (the ids
+    /// forgotten early before the restart come back from their batch
+    /// records; they were counted then, so they are not counted again).
+    pub fn bound_restored(&mut self) {
+        self.bound_dedup(true);
     }
 
     /// Remembers a decision made for the input record at `offset` (every
@@ -128,7 +141,7 @@ impl PartitionState {
             offset,
         );
         out.push(changelog::dedup_entry(&event.message_id, &seen, offset));
-        self.bound_dedup(&mut out, false);
+        self.evicted += self.bound_dedup(false);
         let counted = earlier.is_some_and(|e| e.outcome == Outcome::Approve);
         if let Some(keep) = cap_retention
             && decision.outcome == Outcome::Approve
@@ -199,9 +212,10 @@ impl PartitionState {
     /// Entries written inside batches need none: they go with their batch,
     /// and a restore drops what it brings back past the window.
     pub fn prune(&mut self, now: DateTime<Utc>) -> Vec<ChangelogEntry> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.pending_tombstones);
         self.seen.prune(now - self.dedup_window, &mut out);
-        self.bound_dedup(&mut out, true);
+        self.evicted += self.bound_dedup(true);
+        out.append(&mut self.pending_tombstones);
         self.caps.prune(now - self.cap_window, &mut out);
         // A batch written at W holds nothing live after W + the longer window.
         let horizon = now - self.dedup_window.max(self.cap_window);

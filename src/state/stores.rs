@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use chrono::{DateTime, Duration, Utc};
 
 use crate::contract::consent::{ConsentError, ConsentEvent};
-use crate::contract::decision::Decision;
+use crate::contract::decision::{Decision, Outcome};
 use crate::contract::event::OutboundSms;
 use crate::policy::{Origin, Policy};
 use crate::state::FastHash;
@@ -198,9 +198,24 @@ impl Stores {
         let mut state = lock(shared);
         let consent = read(&self.consent);
         let view = GateView::new(&*consent, &state, offset);
-        let (event, decision) = policy.decide_bytes(bytes, origin, &view, now);
+        let (event, mut decision) = policy.decide_bytes(bytes, origin, &view, now);
         let earlier = view.earlier();
         drop(consent);
+        // A re-read of a record approved before (its text may be sent
+        // already) is not held now that the clock moved into quiet hours:
+        // a deferral would send it a second time, later. An opt-out that
+        // arrived meanwhile still rejects it.
+        if earlier.is_some_and(|e| e.outcome == Outcome::Approve)
+            && decision.outcome == Outcome::Defer
+        {
+            decision = Decision::from_reasons(
+                decision.message_id.clone(),
+                Vec::new(),
+                None,
+                decision.policy_version.clone(),
+                now,
+            );
+        }
         let changelog = match &event {
             Some(e) => {
                 let keep = policy.cap_retention(&e.to, e.category);
@@ -339,6 +354,66 @@ mod tests {
         let late = stores.decide_assigned(&policy, 3, 0, EVENT.as_bytes(), Origin::Intake, now);
         assert!(late.is_none(), "decided after the revoke");
         assert_eq!(stores.sizes(), (0, 0), "no empty state was created");
+    }
+
+    /// A re-read of a record approved before (its text may be out) is
+    /// approved again, not deferred because the clock moved into quiet
+    /// hours meanwhile; a new record at the same time is deferred.
+    #[test]
+    fn a_re_read_approval_is_not_turned_into_a_deferral() {
+        let policy = Policy::with_registry(
+            Registry::parse("[senders.jinyun-mall]\nbrand = \"金云商城\"\n").unwrap(),
+        );
+        let stores = Stores::for_policy(&policy);
+        stores.assign(3);
+        let consent = ConsentEvent::parse(
+            r#"{"to":"+8613812345678","action":"opt_in","scope":"marketing","sender":"jinyun-mall","at":"2026-10-01T00:00:00Z","source":"web-form","evidence_id":"ev-1"}"#.as_bytes(),
+        )
+        .unwrap();
+        stores.apply_consent(&consent);
+        let text = |id: &str| {
+            format!(
+                r#"{{"message_id":"{id}","created_at":"2026-11-28T10:00:00+08:00","to":"+8613812345678","sender":"jinyun-mall","category":"marketing","subject":"winter-sale","body":"【金云商城】冬季大促，全场8折。回T退订"}}"#
+            )
+        };
+        // 10:00 and 22:00 in Shanghai (marketing allowed 08:00–21:00).
+        let day = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+        let night = Utc.with_ymd_and_hms(2026, 11, 28, 14, 0, 0).unwrap();
+        let first = stores
+            .decide_assigned(&policy, 3, 7, text("m-9").as_bytes(), Origin::Intake, day)
+            .unwrap();
+        assert_eq!(
+            first.decision.outcome,
+            Outcome::Approve,
+            "{:?}",
+            first.decision.reasons
+        );
+        let again = stores
+            .decide_assigned(&policy, 3, 7, text("m-9").as_bytes(), Origin::Intake, night)
+            .unwrap();
+        assert_eq!(
+            again.decision.outcome,
+            Outcome::Approve,
+            "{:?}",
+            again.decision.reasons
+        );
+        assert!(again.changelog.is_empty(), "nothing new to remember");
+        let new = stores
+            .decide_assigned(
+                &policy,
+                3,
+                8,
+                text("m-10").as_bytes(),
+                Origin::Intake,
+                night,
+            )
+            .unwrap();
+        assert_eq!(
+            new.decision.outcome,
+            Outcome::Defer,
+            "{:?}",
+            new.decision.reasons
+        );
     }
 
     #[test]

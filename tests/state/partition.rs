@@ -665,4 +665,35 @@ fn the_duplicate_memory_forgets_its_oldest_ids_at_its_bound() {
     // The periodic prune brings it back under the bound itself.
     let _ = s.prune(t0() + Duration::seconds(10));
     assert!(s.dedup_entries() <= 1000);
+
+    // A restore brings every forgotten id back from its batch record; the
+    // restorer puts the state under the bound before it decides, without
+    // counting those again.
+    let mut writer = store();
+    let mut log = Vec::new();
+    for i in 0..5000 {
+        let now = t0() + Duration::milliseconds(i);
+        let id = format!("m-{i}");
+        let ev = event(&id, RECIPIENTS[0], SUBJECTS[0], Category::Notification);
+        let entries = writer.record(
+            &ev,
+            &decision(&id, Outcome::Approve, now),
+            now,
+            None,
+            None,
+            None,
+        );
+        log.push(writer.seal(&entries, now));
+    }
+    let mut restored = store().with_max_dedup(1000);
+    for e in &log {
+        restored
+            .apply_changelog(&e.key, e.value.as_deref())
+            .unwrap();
+    }
+    assert_eq!(restored.dedup_entries(), 5000);
+    restored.bound_restored();
+    assert!(restored.dedup_entries() <= 1000);
+    assert_eq!(restored.take_evicted(), 0, "counted when first forgotten");
+    assert!(restored.seen("m-4999").is_some());
 }

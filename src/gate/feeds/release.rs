@@ -30,13 +30,18 @@
 //! Under `exactly_once` each chunk is one transaction: the records handed
 //! back and the deferred offset the index will commit after them
 //! ([`DeferredIndex::committable_after`], with the release group's
-//! metadata), so a crash or a rebalance never hands a chunk back twice
-//! (under `at_least_once` it may, and the duplicate memory rejects the
-//! second copy, as said above). The index is told only once the
-//! transaction committed; an aborted one is retried like a failed
-//! hand-back (an abort that cannot reach the broker is tried again before
-//! the next transaction), and a fenced producer stops the releaser and
-//! triggers the gate's rebuild.
+//! metadata), so a chunk and the commit point it moves are never split by
+//! a crash or a rebalance. The commit point cannot pass a range still held
+//! below it (texts of another time zone in between), so a range released
+//! above it is handed back again after a restart, and the duplicate
+//! memory rejects that second copy as said above (the `released/` entries
+//! that would skip it are not written yet). A chunk reads for at most a
+//! third of the transaction timeout. The index is told only once the
+//! transaction committed; a commit that times out is tried again, an
+//! aborted chunk is retried like a failed hand-back (an abort that cannot
+//! reach the broker is tried again before the next transaction, up to 5
+//! times), and a fenced producer stops the releaser and triggers the
+//! gate's rebuild.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,6 +80,18 @@ const CHUNK_RECORDS: u64 = 10_000;
 const TICK_BUDGET: Duration = Duration::from_secs(5);
 /// A hand-back fails when the broker makes no progress for this long.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commits of one release transaction tried on retriable errors.
+const COMMIT_TRIES: u32 = 5;
+/// Aborts failing in a row before the releaser gives up its producer.
+const ABORT_TRIES: u32 = 5;
+
+/// A transactional call's error: fatal ones fence the releaser.
+fn fatal(e: KafkaError) -> ReleaseError {
+    match &e {
+        KafkaError::Transaction(t) if t.is_fatal() => ReleaseError::Fenced(e),
+        _ => ReleaseError::Kafka(e),
+    }
+}
 
 /// How far one hand-back got.
 enum HandedBack {
@@ -147,6 +164,8 @@ pub struct Releaser {
     /// A transaction whose abort failed (the broker unreachable): aborted
     /// again before the next one begins.
     open_transaction: std::cell::Cell<bool>,
+    /// Failed aborts in a row (see [`Releaser::abort`]).
+    abort_failures: std::cell::Cell<u32>,
     index: Arc<Mutex<DeferredIndex>>,
     deferred: String,
     outbound: String,
@@ -177,6 +196,7 @@ impl Releaser {
             producer,
             transactions,
             open_transaction: std::cell::Cell::new(false),
+            abort_failures: std::cell::Cell::new(0),
             index,
             deferred: settings.topics.deferred.clone(),
             outbound: settings.topics.outbound.clone(),
@@ -315,20 +335,18 @@ impl Releaser {
     /// transaction with the deferred offset it lets the index commit.
     fn hand_back_chunk(&self, range: &HeldRange) -> Result<HandedBack, ReleaseError> {
         let Some(timeout) = self.transactions else {
-            return Ok(self.hand_back(range)?);
-        };
-        let fatal = |e: KafkaError| match &e {
-            KafkaError::Transaction(t) if t.is_fatal() => ReleaseError::Fenced(e),
-            _ => ReleaseError::Kafka(e),
+            return Ok(self.hand_back(range, None)?);
         };
         if self.open_transaction.get() {
-            self.producer.abort_transaction(timeout).map_err(fatal)?;
-            self.open_transaction.set(false);
+            self.abort(timeout)?;
         }
         self.producer.begin_transaction().map_err(fatal)?;
         self.open_transaction.set(true);
+        // Well inside the transaction timeout, so the broker never aborts
+        // a chunk being read (a sparse range may read slowly).
+        let budget = timeout / 3;
         let result = self
-            .hand_back(range)
+            .hand_back(range, Some(budget))
             .map_err(ReleaseError::from)
             .and_then(|handed| {
                 let next = match handed {
@@ -343,43 +361,92 @@ impl Releaser {
                 self.producer
                     .send_offsets_to_transaction(&tpl, &group, timeout)
                     .map_err(fatal)?;
-                self.producer.commit_transaction(timeout).map_err(fatal)?;
+                self.commit_transaction(timeout)?;
                 Ok(handed)
             });
         match &result {
-            Ok(_) => self.open_transaction.set(false),
-            Err(ReleaseError::Fenced(_)) => {}
-            Err(ReleaseError::Kafka(_)) => {
-                // Aborted now, or (the broker unreachable) before the next.
-                match self.producer.abort_transaction(timeout).map_err(fatal) {
-                    Ok(()) => self.open_transaction.set(false),
-                    Err(e @ ReleaseError::Fenced(_)) => return Err(e),
-                    Err(ReleaseError::Kafka(_)) => {}
-                }
-            }
+            Ok(_) | Err(ReleaseError::Fenced(_)) => {}
+            // Aborted now, or (the broker unreachable) before the next.
+            Err(ReleaseError::Kafka(_)) => self.abort(timeout)?,
         }
         result
+    }
+
+    /// Commits the open transaction. A retriable failure (a timeout) is
+    /// retried: the commit may be under way, and only librdkafka knows
+    /// how it ends; one that needs an abort is returned for the caller to
+    /// abort; a fatal one, or retries that never end, fence the releaser
+    /// (the gate rebuilds it).
+    fn commit_transaction(&self, timeout: Duration) -> Result<(), ReleaseError> {
+        for _ in 0..COMMIT_TRIES {
+            match self.producer.commit_transaction(timeout) {
+                Ok(()) => {
+                    self.open_transaction.set(false);
+                    return Ok(());
+                }
+                Err(KafkaError::Transaction(t)) if t.is_retriable() => continue,
+                Err(e) => return Err(fatal(e)),
+            }
+        }
+        Err(ReleaseError::Fenced(KafkaError::Canceled))
+    }
+
+    /// Aborts the open transaction. When the broker cannot be reached the
+    /// transaction stays open and is aborted before the next one; after
+    /// [`ABORT_TRIES`] failures in a row the releaser is fenced instead
+    /// (the gate rebuilds it with a new producer).
+    fn abort(&self, timeout: Duration) -> Result<(), ReleaseError> {
+        match self.producer.abort_transaction(timeout).map_err(fatal) {
+            Ok(()) => {
+                self.open_transaction.set(false);
+                self.abort_failures.set(0);
+                Ok(())
+            }
+            Err(ReleaseError::Kafka(e)) => {
+                let failures = self.abort_failures.get() + 1;
+                self.abort_failures.set(failures);
+                if failures >= ABORT_TRIES {
+                    return Err(ReleaseError::Fenced(e));
+                }
+                Err(ReleaseError::Kafka(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Re-reads the range from its first offset and produces the records it
     /// covers to the outbound topic, at most [`CHUNK_RECORDS`] of them;
     /// returns once they are all acknowledged. Fails when the broker makes
     /// no progress for [`STALL_TIMEOUT`].
-    fn hand_back(&self, range: &HeldRange) -> Result<HandedBack, KafkaError> {
+    /// `budget`: a chunk stops reading after this long (what it has goes
+    /// back, the rest waits for the next chunk).
+    fn hand_back(
+        &self,
+        range: &HeldRange,
+        budget: Option<Duration>,
+    ) -> Result<HandedBack, KafkaError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.deferred, range.partition, Offset::Offset(range.first))?;
         self.reader.assign(&tpl)?;
-        let result = self.hand_back_assigned(range);
+        let result = self.hand_back_assigned(range, budget);
         let _ = self.reader.unassign();
         result
     }
 
-    fn hand_back_assigned(&self, range: &HeldRange) -> Result<HandedBack, KafkaError> {
+    fn hand_back_assigned(
+        &self,
+        range: &HeldRange,
+        budget: Option<Duration>,
+    ) -> Result<HandedBack, KafkaError> {
+        let started = Instant::now();
         let mut progress = Instant::now();
         let mut next = range.first;
         let mut sent = 0u64;
         let mut seen = HashSet::new();
         while next <= range.last && sent < CHUNK_RECORDS {
+            if next > range.first && budget.is_some_and(|b| started.elapsed() > b) {
+                break;
+            }
             if progress.elapsed() > STALL_TIMEOUT {
                 return Err(KafkaError::Canceled);
             }
