@@ -278,9 +278,9 @@ fn a_release_during_a_90_s_broker_outage_is_retried_until_it_succeeds() {
         "[deferred] released and approved {:.1?} after the broker came back ({failures} failed hand-backs before)",
         back.elapsed()
     );
-    // Set once the release was due; while the gate rebuilds its clients
-    // (the broker unreachable) no releaser runs to move it further.
-    assert!(overdue > 0.0, "the overdue gauge showed {overdue} s");
+    // The overdue gauge is printed, not asserted: while the gate rebuilds
+    // its clients (the broker unreachable) no releaser runs to move it, and
+    // a rebuild may come before its first tick past the release time.
     assert!(failures >= 1.0, "no failed hand-back was counted");
     assert!(
         gate.running(),
